@@ -5,6 +5,8 @@ Every client has ``solve(...) -> Report`` (blocking) and ``submit(...) -> Future
 
 from __future__ import annotations
 
+import contextlib
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
@@ -88,3 +90,191 @@ class InProcessSolver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class SolverServiceError(RuntimeError):
+    """The solver service failed to answer (base class of the client's errors)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SolverUnreachable(SolverServiceError, ConnectionError):
+    """The service could not be reached (after the retries)."""
+
+
+class SolverRejected(SolverServiceError, ValueError):
+    """The service refused the request (4xx): bad input, a limit, auth; carries its message."""
+
+
+class SolverTimedOut(SolverServiceError, TimeoutError):
+    """No answer in time: the client's timeout ran out or the service stopped the solve."""
+
+
+_RETRY_STATUS = (429, 500, 502, 503)
+
+
+class HTTPSolver:
+    """Solves on the solver service (``relucvx serve``) over HTTP.
+
+    ``binary`` (default) sends msgpack, else JSON. Connection errors, 5xx (except 504) and
+    429 are retried ``retries`` times with exponential backoff (``Retry-After`` honoured);
+    every attempt of one call carries the same ``Idempotency-Key``, so a retried request is
+    not solved twice. ``timeout`` (seconds) bounds each HTTP exchange; a per-call
+    ``timeout`` also becomes the solve's time limit.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        binary: bool = True,
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_workers: int = 4,
+    ) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.binary = binary
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        headers = {"User-Agent": "lightning-relucvx"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="relucvx-http")
+
+    # ------------------------------------------------------------------ transport
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ):
+        import httpx
+
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.request(
+                    method,
+                    path,
+                    content=content,
+                    headers=headers,
+                    timeout=httpx.Timeout(timeout or self.timeout, connect=self.connect_timeout),
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                if attempt >= self.retries:
+                    raise SolverUnreachable(
+                        f"solver service at {self.url} unreachable after "
+                        f"{attempt + 1} attempt(s): {exc}"
+                    ) from exc
+                self._sleep(attempt, None)
+                attempt += 1
+                continue
+            except httpx.TimeoutException as exc:
+                raise SolverTimedOut(
+                    f"no answer from {self.url}{path} within {timeout or self.timeout:.1f} s"
+                ) from exc
+            if resp.status_code in _RETRY_STATUS and attempt < self.retries:
+                self._sleep(attempt, resp.headers.get("retry-after"))
+                attempt += 1
+                continue
+            return resp
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = min(self.backoff * 2**attempt, self.max_backoff)
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                delay = min(max(delay, float(retry_after)), self.max_backoff)
+        time.sleep(delay)
+
+    @staticmethod
+    def _message(resp) -> str:
+        try:
+            data = resp.json()
+            return str(data.get("detail", data))
+        except Exception:
+            return resp.text[:500] or resp.reason_phrase
+
+    def _check(self, resp, what: str) -> None:
+        if resp.status_code < 400:
+            return
+        msg = self._message(resp)
+        code = resp.status_code
+        if code == 504:
+            raise SolverTimedOut(f"{what}: the service stopped the solve: {msg}", code)
+        if 400 <= code < 500:
+            raise SolverRejected(f"{what} rejected ({code}): {msg}", code)
+        raise SolverServiceError(f"{what} failed ({code}): {msg}", code)
+
+    # ------------------------------------------------------------------ SolverClient
+    def solve(
+        self,
+        problem: Problem,
+        options: SolveOptions | None = None,
+        *,
+        warm_start: ConvexSolution | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Report:
+        import uuid
+
+        from . import wire
+
+        options = options or SolveOptions()
+        if timeout is not None and (options.time_limit is None or options.time_limit > timeout):
+            options = SolveOptions(**{**options.__dict__, "time_limit": timeout})
+        body = wire.encode_request(problem, options, warm_start, binary=self.binary)
+        ctype = wire.media_type(self.binary)
+        headers = {
+            "Content-Type": ctype,
+            "Accept": ctype,
+            "Idempotency-Key": idempotency_key or uuid.uuid4().hex,
+        }
+        # the HTTP wait covers the solve plus transfer; the server stops it at time_limit
+        http_timeout = None if timeout is None else timeout * 1.5 + 30.0
+        resp = self._request(
+            "POST", "/v1/solve", content=body, headers=headers, timeout=http_timeout
+        )
+        self._check(resp, "solve")
+        return wire.decode_result(resp.content, resp.headers.get("content-type"))
+
+    def submit(
+        self,
+        problem: Problem,
+        options: SolveOptions | None = None,
+        *,
+        warm_start: ConvexSolution | None = None,
+        timeout: float | None = None,
+    ) -> Future[Report]:
+        return self._pool.submit(
+            self.solve, problem, options, warm_start=warm_start, timeout=timeout
+        )
+
+    def info(self) -> dict[str, Any]:
+        resp = self._request("GET", "/v1/info")
+        self._check(resp, "info")
+        return {"client": self.name, "url": self.url, **resp.json()}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._http.close()

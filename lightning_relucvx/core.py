@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,25 @@ class Report:
         if include_weights and self.optimal_network is not None:
             out["optimal_weights"] = self.optimal_network.to_dict()
         return out
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        optimal_network: Network | None = None,
+        solution: ConvexSolution | None = None,
+    ) -> Report:
+        """Inverse of :meth:`to_dict` (``None`` back to NaN where the field is a float);
+        keys that are not fields (such as ``optimal_weights``) are ignored."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in ("optimal_network", "solution") or f.name not in data:
+                continue
+            value = data[f.name]
+            if value is None and isinstance(f.default, float) and math.isnan(f.default):
+                value = math.nan
+            kwargs[f.name] = value
+        return cls(**kwargs, optimal_network=optimal_network, solution=solution)
 
 
 def resolve_patterns(
@@ -221,14 +240,18 @@ def solve(
         if mode == "all"
         else (pt.enumerate_all(problem.Xa, options.max_enumerate) if want_exact else None)
     )
-    candidates = [network.predict(problem.X)]
+    # every candidate dual point is projected and scaled into feasibility, so each gives a
+    # valid bound; the solver's own dual (either sign) helps where the loss is not smooth
+    duals = [bounds.dual_point(problem, network.predict(problem.X))]
     if net is not None:
-        candidates.append(net.predict(problem.X))
-    lbs = [bounds.lower_bound(problem, yh, enumerated=enumerated) for yh in candidates]
+        duals.append(bounds.dual_point(problem, net.predict(problem.X)))
+    if res.dual_fit is not None and np.all(np.isfinite(res.dual_fit)):
+        duals += [res.dual_fit, -res.dual_fit]
+    lbs = [bounds.lower_bound(problem, lam=lam, enumerated=enumerated) for lam in duals]
     lb = max(lbs, key=lambda b: b.value)
     estimate = None
     if enumerated is None:
-        est = bounds.lower_bound(problem, candidates[0], sampled=chosen)
+        est = bounds.lower_bound(problem, lam=duals[0], sampled=chosen)
         estimate = max(est.value, lb.value)
 
     statuses = [res.status] + ([res_own.status] if res_own is not None else [])
