@@ -240,18 +240,14 @@ def solve(
         if mode == "all"
         else (pt.enumerate_all(problem.Xa, options.max_enumerate) if want_exact else None)
     )
-    # every candidate dual point is projected and scaled into feasibility, so each gives a
-    # valid bound; the solver's own dual (either sign) helps where the loss is not smooth
-    duals = [bounds.dual_point(problem, network.predict(problem.X))]
+    candidates = [network.predict(problem.X)]
     if net is not None:
-        duals.append(bounds.dual_point(problem, net.predict(problem.X)))
-    if res.dual_fit is not None and np.all(np.isfinite(res.dual_fit)):
-        duals += [res.dual_fit, -res.dual_fit]
-    lbs = [bounds.lower_bound(problem, lam=lam, enumerated=enumerated) for lam in duals]
+        candidates.append(net.predict(problem.X))
+    lbs = [bounds.lower_bound(problem, yh, enumerated=enumerated) for yh in candidates]
     lb = max(lbs, key=lambda b: b.value)
     estimate = None
     if enumerated is None:
-        est = bounds.lower_bound(problem, lam=duals[0], sampled=chosen)
+        est = bounds.lower_bound(problem, candidates[0], sampled=chosen)
         estimate = max(est.value, lb.value)
 
     statuses = [res.status] + ([res_own.status] if res_own is not None else [])
