@@ -85,7 +85,15 @@ def _gpu_present() -> bool:
 
 @dataclass
 class ConicForm:
-    """The SCS data of one problem over one pattern set."""
+    """The SCS data of one problem over one pattern set (possibly restricted).
+
+    ``blocks`` lists the blocks present (ids in ``[0, 2P)``: ``i`` is ``u_i``, ``P + i`` is
+    ``v_i``), in variable order; ``cone_keys`` names each nonnegative cone row of ``(2D - I)Xw``
+    as ``block * n + data_index``. ``fit_rows`` / ``fit_coef`` say where the fit enters ``A``:
+    the dual multiplier of the fit is ``lam = fit_coef * y[fit_rows]``, and a block ``k``
+    absent from the form is dual feasible (with zero cone multipliers) when
+    ``||X^T D_k lam|| <= beta``.
+    """
 
     data: dict
     cone: dict
@@ -94,10 +102,45 @@ class ConicForm:
     n: int
     n_loss_vars: int
     has_b: bool
+    blocks: np.ndarray | None = None
+    cone_keys: np.ndarray | None = None
+    fit_rows: np.ndarray | None = None
+    fit_coef: np.ndarray | None = None
 
     @property
     def n_vars(self) -> int:
         return self.data["c"].shape[0]
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks) if self.blocks is not None else 2 * self.P
+
+    def row_keys(self) -> np.ndarray:
+        """A key per row of ``A``, equal for the same row across restrictions of one problem
+        (loss rows: negative; cone rows: ``cone_keys``; SOC rows: above ``2Pn``)."""
+        z, nl = self.cone["z"], self.cone["l"]
+        nc = len(self.cone_keys)
+        n_soc = self.n_blocks * (self.d + 1)
+        n_rows = self.data["A"].shape[0]
+        keys = np.empty(n_rows, dtype=np.int64)
+        keys[:z] = -1 - np.arange(z)
+        keys[z : z + nc] = self.cone_keys
+        keys[z + nc : z + nl] = -1 - z - np.arange(nl - nc)
+        soc = (self.blocks[:, None] * (self.d + 1) + np.arange(self.d + 1)).ravel()
+        keys[z + nl : z + nl + n_soc] = 2 * self.P * self.n + soc
+        rest = n_rows - (z + nl + n_soc)
+        keys[z + nl + n_soc :] = -1 - nl - z - np.arange(rest)
+        return keys
+
+    def col_keys(self) -> np.ndarray:
+        """A key per variable, equal for the same variable across restrictions."""
+        d, nb = self.d, self.n_blocks
+        keys = np.empty(self.n_vars, dtype=np.int64)
+        keys[: nb * d] = (self.blocks[:, None] * d + np.arange(d)).ravel()
+        keys[nb * d : nb * d + nb] = 2 * self.P * d + self.blocks
+        rest = self.n_vars - nb * (d + 1)
+        keys[nb * (d + 1) :] = -1 - np.arange(rest)
+        return keys
 
 
 def _coo(rows, cols, vals, shape) -> sp.coo_matrix:
@@ -106,38 +149,69 @@ def _coo(rows, cols, vals, shape) -> sp.coo_matrix:
     )
 
 
-def fit_operator(Xa: np.ndarray, patterns: np.ndarray) -> sp.csr_matrix:
-    """Sparse ``M`` (n, 2Pd) with ``M w = sum_i D_i X (u_i - v_i)``."""
+def _block_fit(Xa: np.ndarray, patterns: np.ndarray, blocks: np.ndarray) -> sp.csr_matrix:
+    """Sparse (n, len(blocks) d) with column group j equal to ``sign_k D_k X`` (k = blocks[j])."""
     n, d = Xa.shape
     P = patterns.shape[0]
-    blk, row = np.nonzero(patterns)  # (block, row) pairs with D=1
+    Db = patterns[blocks % P]  # (nb, n)
+    sign = np.where(blocks < P, 1.0, -1.0)
+    blk, row = np.nonzero(Db)
     cols = (blk[:, None] * d + np.arange(d)[None, :]).ravel()
     rows = np.repeat(row, d)
-    vals = Xa[row].ravel()
-    Mu = _coo(rows, cols, vals, (n, P * d))
-    return sp.hstack([Mu, -Mu], format="csr")
+    vals = (Xa[row] * sign[blk][:, None]).ravel()
+    return _coo(rows, cols, vals, (n, len(blocks) * d)).tocsr()
+
+
+def fit_operator(Xa: np.ndarray, patterns: np.ndarray) -> sp.csr_matrix:
+    """Sparse ``M`` (n, 2Pd) with ``M w = sum_i D_i X (u_i - v_i)``."""
+    return _block_fit(Xa, patterns, np.arange(2 * patterns.shape[0]))
+
+
+def _block_cone(
+    Xa: np.ndarray, patterns: np.ndarray, blocks: np.ndarray, rows: list[np.ndarray] | None
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Sparse rows ``(2D_k - I) x_r^T w_k`` for each listed block k and data index r in
+    ``rows[j]`` (all when None), and their keys ``k * n + r``."""
+    n, d = Xa.shape
+    P = patterns.shape[0]
+    if rows is None:
+        rows = [np.arange(n)] * len(blocks)
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    r = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+    j = np.repeat(np.arange(len(blocks)), counts)
+    k = blocks[j] if len(blocks) else np.zeros(0, np.int64)
+    sgn = np.where(patterns[k % P, r], 1.0, -1.0)
+    m = len(r)
+    vals = (sgn[:, None] * Xa[r]).ravel()
+    rr = np.repeat(np.arange(m), d)
+    cc = (j[:, None] * d + np.arange(d)[None, :]).ravel()
+    G = _coo(rr, cc, vals, (m, len(blocks) * d)).tocsr()
+    return G, k.astype(np.int64) * n + r
 
 
 def cone_operator(Xa: np.ndarray, patterns: np.ndarray) -> sp.csr_matrix:
     """Sparse ``G`` (2Pn, 2Pd) with rows ``(2D_i - I) X w_k`` for every block k."""
-    n, d = Xa.shape
-    P = patterns.shape[0]
-    S = np.where(patterns, 1.0, -1.0)
-    S2 = np.vstack([S, S])  # (2P, n)
-    K = 2 * P
-    vals = (S2[:, :, None] * Xa[None, :, :]).ravel()
-    k = np.repeat(np.arange(K), n * d)
-    r = np.tile(np.repeat(np.arange(n), d), K)
-    j = np.tile(np.arange(d), K * n)
-    return _coo(k * n + r, k * d + j, vals, (K * n, K * d)).tocsr()
+    return _block_cone(Xa, patterns, np.arange(2 * patterns.shape[0]), None)[0]
 
 
-def build(problem: Problem, patterns: np.ndarray) -> ConicForm:
-    """The direct conic form of the convex program over ``patterns``."""
+def build(
+    problem: Problem,
+    patterns: np.ndarray,
+    blocks: np.ndarray | None = None,
+    rows: list[np.ndarray] | None = None,
+) -> ConicForm:
+    """The direct conic form of the convex program over ``patterns``.
+
+    ``blocks`` (default: all ``2P``) restricts the variables to those blocks (the others are
+    fixed at zero); ``rows`` (default: all) keeps, for the j-th listed block, only the cone
+    rows of the data indices ``rows[j]``. The restricted program is a relaxation in the cone
+    rows and a restriction in the blocks; see :mod:`.workset` for how it is made exact.
+    """
     Xa, y = problem.Xa, problem.y
     n, d = Xa.shape
     P = patterns.shape[0]
-    K = 2 * P
+    blocks = np.arange(2 * P) if blocks is None else np.asarray(blocks, dtype=np.int64)
+    K = len(blocks)
     nw, nt = K * d, K
     loss = problem.loss
     n_loss = {"squared": n, "hinge": n, "logistic": 3 * n}[loss]
@@ -145,35 +219,32 @@ def build(problem: Problem, patterns: np.ndarray) -> ConicForm:
     nvar = nw + nt + n_loss + int(has_b)
     o_t, o_l, o_b = nw, nw + nt, nw + nt + n_loss
 
-    M = fit_operator(Xa, patterns)
+    M = _block_fit(Xa, patterns, blocks)
     fit_cols = sp.hstack([M, sp.csr_matrix((n, nvar - nw))], format="csr")
     if has_b:
         fit_cols = fit_cols + _coo(np.arange(n), np.full(n, o_b), np.ones(n), (n, nvar)).tocsr()
-    G = cone_operator(Xa, patterns)
-    G_full = sp.hstack([G, sp.csr_matrix((K * n, nvar - nw))], format="csr")
+    G, cone_keys = _block_cone(Xa, patterns, blocks, rows)
+    n_cone = G.shape[0]
+    G_full = sp.hstack([G, sp.csr_matrix((n_cone, nvar - nw))], format="csr")
     # second-order cones (t_k, w_k): rows -[t_k; w_k]
-    soc_rows, soc_cols = [], []
-    for k in range(K):
-        base = k * (d + 1)
-        soc_rows.append(base)
-        soc_cols.append(o_t + k)
-        soc_rows.extend(base + 1 + np.arange(d))
-        soc_cols.extend(k * d + np.arange(d))
+    base = np.arange(K) * (d + 1)
+    soc_rows = np.concatenate([base, (base[:, None] + 1 + np.arange(d)).ravel()])
+    soc_cols = np.concatenate([o_t + np.arange(K), np.arange(K * d)])
     A_soc = _coo(soc_rows, soc_cols, -np.ones(len(soc_rows)), (K * (d + 1), nvar))
 
     c = np.zeros(nvar)
     c[o_t : o_t + nt] = problem.beta
     Pmat = None
     zero_A, zero_b = [], []
-    lin_A, lin_b = [-G_full], [np.zeros(K * n)]
+    lin_A, lin_b = [-G_full], [np.zeros(n_cone)]
     exp_A, exp_b = [], []
-    ident = sp.identity(n, format="csr")
     scale = problem.loss_scale
     if loss == "squared":
         # fit - r = y
         zero_A.append(fit_cols - _coo(np.arange(n), o_l + np.arange(n), np.ones(n), (n, nvar)))
         zero_b.append(y)
         Pmat = _coo(o_l + np.arange(n), o_l + np.arange(n), np.full(n, scale), (nvar, nvar))
+        fit_rows, fit_coef = np.arange(n), np.ones(n)
     else:
         c[o_l : o_l + n] = scale
         S_cols = _coo(np.arange(n), o_l + np.arange(n), np.ones(n), (n, nvar)).tocsr()
@@ -181,6 +252,7 @@ def build(problem: Problem, patterns: np.ndarray) -> ConicForm:
         if loss == "hinge":
             lin_A += [-S_cols, -(S_cols + yfit)]  # s >= 0;  s + y fit >= 1
             lin_b += [np.zeros(n), -np.ones(n)]
+            fit_rows, fit_coef = n_cone + n + np.arange(n), -y.astype(float)
         else:
             Q1 = _coo(np.arange(n), o_l + n + np.arange(n), np.ones(n), (n, nvar)).tocsr()
             Q2 = _coo(np.arange(n), o_l + 2 * n + np.arange(n), np.ones(n), (n, nvar)).tocsr()
@@ -191,14 +263,16 @@ def build(problem: Problem, patterns: np.ndarray) -> ConicForm:
             first2 = S_cols + yfit  # (-y fit - s, 1, q2): A row = y fit + s
             zero_row = sp.csr_matrix((n, nvar))
             for first, third in ((first1, third1), (first2, -Q2)):
-                blocks = sp.vstack([first, zero_row, third], format="csr")
+                blk = sp.vstack([first, zero_row, third], format="csr")
                 # reorder rows to (a_1, 1, c_1, a_2, ...)
                 perm = np.arange(3 * n).reshape(3, n).T.ravel()
-                exp_A.append(blocks[perm])
+                exp_A.append(blk[perm])
                 bb = np.zeros(3 * n)
                 bb[1::3] = 1.0
                 exp_b.append(bb)
-        del ident
+            n_lin = n_cone + n
+            fit_rows = n_lin + K * (d + 1) + 3 * n + 3 * np.arange(n)
+            fit_coef = y.astype(float)
     A = sp.vstack([*zero_A, *lin_A, A_soc, *exp_A], format="csc")
     b = np.concatenate([*zero_b, *lin_b, np.zeros(K * (d + 1)), *exp_b])
     cone = {
@@ -211,14 +285,46 @@ def build(problem: Problem, patterns: np.ndarray) -> ConicForm:
     data = {"A": A, "b": b, "c": c}
     if Pmat is not None:
         data["P"] = Pmat.tocsc()
-    return ConicForm(data=data, cone=cone, P=P, d=d, n=n, n_loss_vars=n_loss, has_b=has_b)
+    return ConicForm(
+        data=data,
+        cone=cone,
+        P=P,
+        d=d,
+        n=n,
+        n_loss_vars=n_loss,
+        has_b=has_b,
+        blocks=blocks,
+        cone_keys=cone_keys,
+        fit_rows=fit_rows,
+        fit_coef=fit_coef,
+    )
+
+
+def block_weights(form: ConicForm, x: np.ndarray) -> np.ndarray:
+    """All ``2P`` blocks (2P, d) from an SCS point (absent blocks are zero)."""
+    P, d = form.P, form.d
+    W = np.zeros((2 * P, d))
+    W[form.blocks] = x[: form.n_blocks * d].reshape(form.n_blocks, d)
+    return W
 
 
 def _solution_from_x(form: ConicForm, patterns: np.ndarray, x: np.ndarray) -> ConvexSolution:
-    P, d = form.P, form.d
-    W = x[: 2 * P * d].reshape(2 * P, d)
+    P = form.P
+    W = block_weights(form, x)
     b = float(x[-1]) if form.has_b else None
     return ConvexSolution(patterns=patterns, U=W[:P].copy(), V=W[P:].copy(), b=b)
+
+
+def matched_blocks(patterns: np.ndarray, start: ConvexSolution) -> np.ndarray:
+    """The blocks (2P, d) of ``start`` placed at the matching patterns (zero where none)."""
+    P, d = patterns.shape[0], start.U.shape[1]
+    index = {p.tobytes(): i for i, p in enumerate(np.packbits(start.patterns, axis=1))}
+    W = np.zeros((2 * P, d))
+    for i, key in enumerate(np.packbits(patterns, axis=1)):
+        j = index.get(key.tobytes())
+        if j is not None:
+            W[i], W[P + i] = start.U[j], start.V[j]
+    return W
 
 
 def warm_point(
@@ -226,18 +332,15 @@ def warm_point(
 ) -> np.ndarray:
     """A primal SCS point from a previous solution (blocks matched by pattern)."""
     P, d, n = form.P, form.d, form.n
+    nb = form.n_blocks
     x = np.zeros(form.n_vars)
-    index = {p.tobytes(): i for i, p in enumerate(np.packbits(start.patterns, axis=1))}
-    W = np.zeros((2 * P, d))
-    for i, key in enumerate(np.packbits(patterns, axis=1)):
-        j = index.get(key.tobytes())
-        if j is not None:
-            W[i], W[P + i] = start.U[j], start.V[j]
-    x[: 2 * P * d] = W.ravel()
-    x[2 * P * d : 2 * P * d + 2 * P] = np.linalg.norm(W, axis=1)
+    W = matched_blocks(patterns, start)
+    Wb = W[form.blocks]
+    x[: nb * d] = Wb.ravel()
+    x[nb * d : nb * d + nb] = np.linalg.norm(Wb, axis=1)
     sol = ConvexSolution(patterns, W[:P], W[P:], start.b if form.has_b else None)
     z = sol.fit(problem.Xa)
-    o_l = 2 * P * d + 2 * P
+    o_l = nb * d + nb
     if problem.loss == "squared":
         x[o_l : o_l + n] = z - problem.y
     elif problem.loss == "hinge":

@@ -1,0 +1,468 @@
+"""Working-set SCS: solve over a few blocks and cone rows, verify against the full program.
+
+The full program over P patterns has 2P blocks and 2Pn cone rows ``(2D_k - I) X w_k >= 0``;
+at the optimum most blocks are zero and most rows are inactive. This strategy solves the
+program restricted to a working set (some blocks, and for each some of its cone rows) with
+SCS, then checks the full program with one product ``X @ W``:
+
+- primal: every cone row of every block (rows absent from the working set included);
+- dual: every block absent from the working set is dual feasible with zero cone
+  multipliers, ``||X^T D_k lam|| <= beta`` where ``lam`` is SCS's multiplier of the fit.
+
+Violated rows and blocks join the working set and SCS restarts warm (primal, dual and slack
+carried over by row/column key). When nothing is violated, the restricted primal point is
+feasible for the full program and the restricted dual point, extended by zeros, is dual
+feasible for it, so the reported objective, maximum violation and duality gap are those of
+the full program.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import losses
+from ..problem import Problem
+from .base import ConvexSolution, SolverResult
+from .scs import (
+    _STATUS,
+    LINEAR_SOLVERS,
+    ConicForm,
+    _solution_from_x,
+    available_linear_solvers,
+    block_weights,
+    build,
+    default_linear_solver,
+    matched_blocks,
+    warm_point,
+)
+
+
+def _remap(old_keys: np.ndarray, old_vals: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+    """Values of ``old_vals`` at ``new_keys`` (zero for keys not in ``old_keys``)."""
+    order = np.argsort(old_keys, kind="stable")
+    sk = old_keys[order]
+    pos = np.searchsorted(sk, new_keys)
+    pos = np.minimum(pos, len(sk) - 1)
+    hit = sk[pos] == new_keys
+    out = np.zeros(len(new_keys))
+    out[hit] = old_vals[order[pos[hit]]]
+    return out
+
+
+_CLARABEL_STATUS = {
+    "Solved": 1,
+    "AlmostSolved": 2,
+    "PrimalInfeasible": -2,
+    "DualInfeasible": -1,
+    "AlmostPrimalInfeasible": -2,
+    "AlmostDualInfeasible": -1,
+    "MaxIterations": -4,
+    "MaxTime": -4,
+    "NumericalError": -4,
+    "InsufficientProgress": -4,
+}
+
+
+def _solve_scs(form: ConicForm, settings: dict, x0, y0, s0) -> dict:
+    import scs
+
+    solver = scs.SCS(form.data, form.cone, **settings)
+    out = solver.solve(warm_start=True, x=x0, y=y0, s=s0)
+    info = out["info"]
+    return {
+        "x": out["x"],
+        "y": out["y"],
+        "s": out["s"],
+        "status_val": int(info["status_val"]),
+        "status": info["status"],
+        "iter": int(info["iter"]),
+        "res_pri": float(info["res_pri"]),
+        "res_dual": float(info["res_dual"]),
+        "dobj": float(info["dobj"]),
+    }
+
+
+def _clarabel_cones(cone: dict) -> list:
+    import clarabel
+
+    cones = []
+    if cone.get("z"):
+        cones.append(clarabel.ZeroConeT(cone["z"]))
+    if cone.get("l"):
+        cones.append(clarabel.NonnegativeConeT(cone["l"]))
+    cones += [clarabel.SecondOrderConeT(q) for q in cone.get("q", [])]
+    cones += [clarabel.ExponentialConeT()] * cone.get("ep", 0)
+    return cones
+
+
+def _clarabel_settings(tol: float, time_limit: float | None):
+    import clarabel
+
+    st = clarabel.DefaultSettings()
+    st.verbose = False
+    st.tol_gap_abs = st.tol_gap_rel = st.tol_feas = tol
+    st.tol_ktratio = min(st.tol_ktratio, tol)
+    st.max_iter = 500
+    if time_limit is not None:
+        st.time_limit = float(time_limit)
+    return st
+
+
+def _clarabel_out(sol, x, y, s, dobj_shift: float = 0.0) -> dict:
+    status = str(sol.status)
+    return {
+        "x": x,
+        "y": y,
+        "s": s,
+        "status_val": _CLARABEL_STATUS.get(status, 0),
+        "status": status,
+        "iter": int(sol.iterations),
+        "res_pri": float(sol.r_prim),
+        "res_dual": float(sol.r_dual),
+        "dobj": float(sol.obj_val_dual) + dobj_shift,
+    }
+
+
+def _solve_clarabel(
+    form: ConicForm, problem: Problem, tol: float, time_limit: float | None
+) -> dict:
+    """The restricted program in Clarabel (interior point; ``A x + s = b``, ``s`` in K, dual
+    ``z`` in K*, the convention of SCS). No warm start.
+
+    For the squared loss the residual variables are eliminated: with ``M`` the fit columns,
+    the objective is ``scale/2 ||M w - y||^2``, a dense quadratic in the working blocks only,
+    which keeps the KKT system small. The fit's multiplier ``scale (fit - y)`` is returned in
+    the fit rows of ``y`` so the caller's dual check is the same for both forms.
+    """
+    import clarabel
+    import scipy.sparse as sp
+
+    A = sp.csc_matrix(form.data["A"])
+    nv = form.n_vars
+    st = _clarabel_settings(tol, time_limit)
+    if problem.loss != "squared":
+        Pm = form.data.get("P")
+        Pm = sp.triu(Pm, format="csc") if Pm is not None else sp.csc_matrix((nv, nv))
+        sol = clarabel.DefaultSolver(
+            Pm, form.data["c"], A, form.data["b"], _clarabel_cones(form.cone), st
+        ).solve()
+        return _clarabel_out(sol, np.asarray(sol.x), np.asarray(sol.z), np.asarray(sol.s))
+    n, d, nb = form.n, form.d, form.n_blocks
+    scale, y = problem.loss_scale, problem.y
+    keep = np.r_[np.arange(nb * (d + 1)), nv - 1] if form.has_b else np.arange(nb * (d + 1))
+    Ar = A.tocsr()
+    M = Ar[:n][:, keep].toarray()  # fit rows restricted to the kept variables
+    H = scale * (M.T @ M)
+    q = form.data["c"][keep] - scale * (M.T @ y)
+    z = form.cone["z"]
+    Arest = Ar[z:][:, keep].tocsc()
+    cone = dict(form.cone, z=0)
+    sol = clarabel.DefaultSolver(
+        sp.triu(sp.csc_matrix(H), format="csc"),
+        q,
+        Arest,
+        form.data["b"][z:],
+        _clarabel_cones(cone),
+        st,
+    ).solve()
+    xr = np.asarray(sol.x)
+    fit = M @ xr
+    x = np.zeros(nv)
+    x[keep] = xr
+    x[nb * (d + 1) : nb * (d + 1) + n] = fit - y
+    yy = np.concatenate([scale * (fit - y), np.asarray(sol.z)])
+    ss = np.concatenate([np.zeros(z), np.asarray(sol.s)])
+    return _clarabel_out(sol, x, yy, ss, dobj_shift=0.5 * scale * float(y @ y))
+
+
+class WorkingSet:
+    """Blocks and, per block, the data indices whose cone rows are in the working set."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.rows: dict[int, np.ndarray] = {}
+
+    def add_block(self, k: int, rows: np.ndarray) -> None:
+        self.rows[int(k)] = np.unique(np.asarray(rows, dtype=np.int64))
+
+    def add_rows(self, k: int, rows: np.ndarray) -> int:
+        old = self.rows[int(k)]
+        new = np.union1d(old, rows)
+        self.rows[int(k)] = new
+        return len(new) - len(old)
+
+    def blocks(self) -> np.ndarray:
+        return np.array(sorted(self.rows), dtype=np.int64)
+
+    def row_lists(self) -> list[np.ndarray]:
+        return [self.rows[k] for k in sorted(self.rows)]
+
+    def n_rows(self) -> int:
+        return int(sum(len(r) for r in self.rows.values()))
+
+
+class WorkingSetSCSSolver:
+    """SCS over a working set of blocks and cone rows, grown until the full program's
+    primal and dual conditions hold (see the module docstring).
+
+    ``init_blocks``: how many blocks (by dual score) start in the working set besides the
+    warm start's nonzero blocks; ``init_rows``: fraction of each new block's rows (those
+    closest to its cone's boundary) that start in it; ``max_add_blocks``: blocks added per
+    round at most.
+    """
+
+    def __init__(
+        self,
+        linear_solver: str = "auto",
+        max_iters: int = 200_000,
+        scale: float = 1.0,
+        max_rounds: int = 60,
+        init_blocks: int = 16,
+        init_rows: float = 0.05,
+        max_add_blocks: int = 16,
+        inner: str = "scs",
+        **settings,
+    ) -> None:
+        if linear_solver not in LINEAR_SOLVERS:
+            raise ValueError(
+                f"linear_solver: must be one of {', '.join(LINEAR_SOLVERS)}, got {linear_solver!r}"
+            )
+        if linear_solver == "auto":
+            linear_solver = default_linear_solver()
+        elif linear_solver not in available_linear_solvers():
+            raise ValueError(
+                f"linear_solver: {linear_solver!r} is not available in this SCS build "
+                f"(available: {', '.join(available_linear_solvers())})"
+            )
+        self.linear_solver = linear_solver
+        self.settings = {"max_iters": max_iters, "scale": scale, **settings}
+        self.max_rounds = max_rounds
+        self.init_blocks = init_blocks
+        self.init_rows = init_rows
+        self.max_add_blocks = max_add_blocks
+        if inner not in ("scs", "clarabel"):
+            raise ValueError(f"inner: must be scs or clarabel, got {inner!r}")
+        self.inner = inner
+        self.name = f"ws-{linear_solver}" if inner == "scs" else "ws-clarabel"
+
+    # -- helpers -----------------------------------------------------------------------
+    def _dual_check(
+        self,
+        Xa: np.ndarray,
+        S: np.ndarray,
+        patterns: np.ndarray,
+        lam: np.ndarray,
+        blocks: np.ndarray,
+        xnorm: np.ndarray,
+        full: bool,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """For each block k in ``blocks`` absent from the working set: the smallest
+        ``||sign_k X^T D_k lam - X^T S_k mu||`` found over ``mu >= 0`` (a certificate of dual
+        feasibility when ``<= beta``) and the data indices where ``mu > 0``.
+
+        ``lam`` is the fit's multiplier (the loss gradient), so ``-sign_k X^T D_k lam`` is the
+        block's ascent direction; ``mu`` is first sought on the ``5d`` rows it violates most
+        (non-negative least squares); with ``full`` a block not certified that way gets the
+        exact minimum over all ``n`` rows.
+        """
+        from scipy.optimize import nnls
+
+        n, d = Xa.shape
+        P = patterns.shape[0]
+        G = (patterns * lam[None, :]) @ Xa  # (P, d)
+        Mg = S * (G @ Xa.T) / xnorm[None, :]  # margins of +g per pattern (P, n)
+        q = min(n, 5 * d)
+        resid = np.zeros(len(blocks))
+        support: list[np.ndarray] = []
+        for j, k in enumerate(blocks):
+            p, sign = int(k) % P, (1.0 if k < P else -1.0)
+            g = sign * G[p]
+            m = -sign * Mg[p]  # margins of the ascent direction -g
+            if m.min() >= 0:  # -g lies in the cone: mu = 0 is optimal
+                resid[j] = np.linalg.norm(g)
+                support.append(np.zeros(0, dtype=np.int64))
+                continue
+            sub = np.argpartition(m, q - 1)[:q] if q < n else np.arange(n)
+            A = (S[p, sub, None] * Xa[sub]).T
+            mu, r = nnls(A, g, maxiter=50 * q)
+            if full and r > self._beta and q < n:
+                mu_all, r_all = nnls((S[p, :, None] * Xa).T, g, maxiter=20 * n)
+                if r_all < r:
+                    mu, r, sub = mu_all, r_all, np.arange(n)
+            resid[j] = r
+            support.append(sub[mu > 0])
+        return resid, support
+
+    @staticmethod
+    def _margins(Xa: np.ndarray, S: np.ndarray, W: np.ndarray, blocks: np.ndarray):
+        """Signed cone margins ``(2D_k - I) X w_k`` (len(blocks), n): one product."""
+        P = S.shape[0]
+        return S[blocks % P] * (W[blocks] @ Xa.T)
+
+    def _near_rows(self, Xa, S, w, k, xnorm) -> np.ndarray:
+        """The data indices of block k closest to (or beyond) its cone's boundary at ``w``."""
+        n = Xa.shape[0]
+        P = S.shape[0]
+        nw = np.linalg.norm(w)
+        if nw == 0:
+            return np.zeros(0, dtype=np.int64)
+        m = S[k % P] * (Xa @ w) / (xnorm * nw)
+        q = max(1, int(np.ceil(self.init_rows * n)))
+        near = np.argpartition(m, min(q, n - 1))[:q]
+        return np.union1d(near, np.nonzero(m < 0)[0])
+
+    # -- solve -------------------------------------------------------------------------
+    def solve(
+        self,
+        problem: Problem,
+        patterns: np.ndarray,
+        *,
+        eps: float = 1e-6,
+        warm_start: ConvexSolution | None = None,
+        time_limit: float | None = None,
+    ) -> SolverResult:
+        t0 = time.perf_counter()
+        Xa, y = problem.Xa, problem.y
+        n, d = Xa.shape
+        P = patterns.shape[0]
+        S = np.where(patterns, 1.0, -1.0)
+        xnorm = np.maximum(np.linalg.norm(Xa, axis=1), 1e-300)
+        beta = problem.beta
+
+        self._beta = beta
+        # starting point: the warm start's blocks, or the zero network
+        if warm_start is not None:
+            W = matched_blocks(patterns, warm_start)
+            b0 = (warm_start.b or 0.0) if problem.output_bias else None
+        else:
+            W = np.zeros((2 * P, d))
+            b0 = None
+            if problem.output_bias:
+                b0 = float(np.mean(y)) if problem.loss == "squared" else 0.0
+        start = ConvexSolution(patterns, W[:P], W[P:], b0)
+        # SCS's fit multiplier is the loss gradient at the optimum
+        lam0 = losses.gradient(problem.loss, start.fit(Xa), y, problem.loss_scale)
+        ws = WorkingSet(n)
+        live = np.nonzero(np.linalg.norm(W, axis=1) > 0)[0]
+        for k in live:
+            ws.add_block(k, self._near_rows(Xa, S, W[k], k, xnorm))
+        absent = np.setdiff1d(np.arange(2 * P), live)
+        resid, support = self._dual_check(Xa, S, patterns, lam0, absent, xnorm, full=False)
+        order = np.argsort(-resid)
+        for j in order[: self.init_blocks]:
+            if resid[j] <= beta:
+                break
+            ws.add_block(absent[j], support[j])
+        if not ws.rows:  # the start passes the dual check; verify it with one block
+            ws.add_block(int(absent[order[0]]), support[order[0]])
+
+        settings = dict(
+            self.settings, eps_abs=eps, eps_rel=eps, verbose=False, linear_solver=self.linear_solver
+        )
+        total_iters = 0
+        prev: tuple[ConicForm, dict] | None = None
+        history = []
+        out = info = form = None
+        row_tol = 0.1 * eps
+        converged = False
+        status = "failed"
+        for rnd in range(self.max_rounds):
+            form = build(problem, patterns, ws.blocks(), ws.row_lists())
+            if time_limit is not None:
+                left = time_limit - (time.perf_counter() - t0)
+                if left <= 0:
+                    status = "time_limit"
+                    break
+                settings["time_limit_secs"] = float(left)
+            if prev is None:
+                x0 = warm_point(problem, form, patterns, start)
+                y0 = s0 = None
+            else:
+                pf, po = prev
+                x0 = _remap(pf.col_keys(), po["x"], form.col_keys())
+                rk, pk = form.row_keys(), pf.row_keys()
+                y0, s0 = _remap(pk, po["y"], rk), _remap(pk, po["s"], rk)
+            if self.inner == "scs":
+                out = _solve_scs(form, settings, x0, y0, s0)
+            else:
+                out = _solve_clarabel(
+                    form, problem, min(eps, 1e-8), settings.get("time_limit_secs")
+                )
+            info = out
+            total_iters += int(info["iter"])
+            status = _STATUS.get(int(info["status_val"]), "failed")
+            prev = (form, out)
+            W = block_weights(form, out["x"])
+            # primal check over every cone row of the working blocks (absent blocks are 0)
+            blocks = form.blocks
+            marg = self._margins(Xa, S, W, blocks)
+            wmax = float(np.linalg.norm(W, axis=1).max())
+            scale = float(xnorm.max() * wmax) if wmax > 0 else 1.0
+            viol = -marg / scale
+            n_new_rows = 0
+            for j, k in enumerate(blocks):
+                bad = np.nonzero(viol[j] > row_tol)[0]
+                if bad.size:
+                    n_new_rows += ws.add_rows(k, bad)
+            # dual check of absent blocks: ||sign X^T D_k lam - X^T S_k mu|| <= beta, mu >= 0
+            lam = form.fit_coef * out["y"][form.fit_rows]
+            absent = np.setdiff1d(np.arange(2 * P), blocks)
+            resid, support = self._dual_check(Xa, S, patterns, lam, absent, xnorm, full=True)
+            excess = resid / beta - 1.0
+            dual_infeas = float(max(0.0, excess.max())) if absent.size else 0.0
+            bad = np.nonzero(excess > eps)[0]
+            bad = bad[np.argsort(-excess[bad])][: self.max_add_blocks]
+            viol_blocks = absent[bad]
+            for j in bad:
+                ws.add_block(absent[j], support[j])
+            history.append(
+                {
+                    "round": rnd,
+                    "iters": int(info["iter"]),
+                    "blocks": len(blocks),
+                    "rows": int(form.cone_keys.size),
+                    "new_rows": int(n_new_rows),
+                    "new_blocks": len(viol_blocks),
+                    "max_violation": float(max(0.0, viol.max())) if viol.size else 0.0,
+                    "dual_infeasibility": dual_infeas,
+                    "status": status,
+                }
+            )
+            if status not in ("optimal", "optimal_inaccurate"):
+                break
+            if n_new_rows == 0 and len(viol_blocks) == 0:
+                converged = True
+                break
+
+        sol = _solution_from_x(form, patterns, out["x"])
+        objective = sol.objective(problem)
+        dobj = float(info["dobj"])
+        if not converged and status in ("optimal", "optimal_inaccurate"):
+            status = "max_iters"
+        if status == "failed" and int(info["iter"]) >= self.settings["max_iters"]:
+            status = "max_iters"
+        return SolverResult(
+            status=status,
+            objective=objective,
+            solution=sol,
+            iterations=total_iters,
+            primal_residual=float(info["res_pri"]),
+            dual_residual=float(info["res_dual"]),
+            duality_gap=abs(objective - dobj),
+            dual_objective=dobj,
+            wall_seconds=time.perf_counter() - t0,
+            backend=self.name,
+            info={
+                "scs_status": info["status"],
+                "rounds": len(history),
+                "working_blocks": int(form.n_blocks),
+                "working_rows": int(form.cone_keys.size),
+                "total_rows": int(2 * P * n),
+                "max_violation": sol.max_violation(Xa),
+                "dual_infeasibility": history[-1]["dual_infeasibility"] if history else None,
+                "history": history,
+            },
+            warm={"x": out["x"], "y": out["y"], "s": out["s"]},
+        )
