@@ -90,6 +90,7 @@ class Service:
         self.tasks: list[asyncio.Task] = []
         self._idem: OrderedDict[str, tuple[str, float, asyncio.Future]] = OrderedDict()
         self._info: dict[str, Any] | None = None
+        self._mean_solve = 1.0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -211,6 +212,12 @@ class Service:
         hard = options.time_limit * 1.5 + self.settings.kill_grace
         return payload, hard
 
+    def retry_after(self) -> int:
+        """Seconds until a worker is likely free: recent mean solve time times the line."""
+        assert self.pool is not None
+        line = (self.pool.waiting + 1) / self.pool.size
+        return int(min(60, max(1, math.ceil(self._mean_solve * line))))
+
     # ------------------------------------------------------------------ solving
     async def run(self, payload: bytes, hard: float, *, kind: str, admit: bool) -> bytes:
         """Solve on a worker; the binary result or an :class:`ApiError`."""
@@ -219,8 +226,7 @@ class Service:
         try:
             reply = await self.pool.run(payload, hard, admit=admit)
         except QueueFull:
-            self.metrics.failures.labels("queue_full").inc()
-            retry = max(1, math.ceil(self.settings.max_time_limit / 60))
+            retry = self.retry_after()
             raise ApiError(
                 429,
                 "queue_full",
@@ -229,18 +235,17 @@ class Service:
                 {"Retry-After": str(retry)},
             ) from None
         except WorkerTimeout as exc:
-            self.metrics.failures.labels("timeout").inc()
             raise ApiError(504, "timeout", str(exc)) from None
         except WorkerCrashed as exc:
-            self.metrics.failures.labels("crash").inc()
             raise ApiError(
                 500, "worker_crashed", f"{exc}; the service is still up, the request may be retried"
             ) from None
         finally:
-            self.metrics.solve_seconds.labels(kind).observe(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            self.metrics.solve_seconds.labels(kind).observe(took)
+            self._mean_solve = 0.8 * self._mean_solve + 0.2 * took
         if not reply.get("ok"):
             reason = reply.get("kind", "error")
-            self.metrics.failures.labels(reason).inc()
             status = 422 if reason in ("invalid", "memory") else 500
             raise ApiError(status, reason, reply.get("message", "solve failed"))
         result = reply["result"]
@@ -300,6 +305,7 @@ class Service:
                 result = await self.run(job.request, hard, kind="job", admit=False)
                 await self.store.finish(job.id, result, None)
             except ApiError as exc:
+                self.metrics.failures.labels(exc.reason).inc()
                 await self.store.finish(job.id, None, {"status": exc.status, "detail": exc.detail})
             except asyncio.CancelledError:
                 raise
@@ -405,6 +411,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        svc.metrics.failures.labels(exc.reason).inc()
         return _error_response(exc)
 
     @app.middleware("http")
@@ -477,7 +484,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key, digest = _idempotency(request, body, ctype)
         assert svc.store is not None
         if await svc.store.depth() >= settings.max_queued_jobs:
-            svc.metrics.failures.labels("queue_full").inc()
             raise ApiError(
                 429,
                 "queue_full",

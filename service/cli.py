@@ -4,6 +4,7 @@ so ``relucvx solve`` works without the ``service`` extra)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -40,8 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "variables (RELUCVX_API_KEY, RELUCVX_REDIS_URL, RELUCVX_MAX_N, ...; "
         "see service/settings.py).",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("RELUCVX_HOST", "127.0.0.1"),
+        help="address to listen on (default RELUCVX_HOST or 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("RELUCVX_PORT", "8000")),
+        help="port (default RELUCVX_PORT or 8000)",
+    )
     p.add_argument(
         "--workers",
         type=int,

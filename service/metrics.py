@@ -47,3 +47,6 @@ class Metrics:
         self.workers_alive = Gauge(
             "relucvx_workers_alive", "Worker processes alive", registry=self.registry
         )
+        for kind in ("sync", "job"):
+            self.solve_seconds.labels(kind)
+            self.queue_depth.labels("jobs" if kind == "job" else kind)

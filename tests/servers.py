@@ -102,10 +102,11 @@ def mlflow_server(workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def solver_service(
+def solver_service_process(
     workdir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
-) -> Iterator[str]:
-    """The solver service as its own process (``relucvx serve``); yields its base URL."""
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The solver service as its own process (``relucvx serve``); yields (base URL, process).
+    The process leads its own process group (its solver workers belong to it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [
@@ -122,7 +123,43 @@ def solver_service(
     log = workdir / f"service-{port}.log"
     proc = spawn(cmd, log, env=env, cwd=workdir)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=60, log=log)
-        yield f"http://127.0.0.1:{port}"
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=180, log=log)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def solver_service(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[str]:
+    """The solver service as its own process (``relucvx serve``); yields its base URL."""
+    with solver_service_process(workdir, *args, env=env, port=port) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A real ``redis-server`` (no persistence) on 127.0.0.1; yields its ``redis://`` URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise FileNotFoundError("redis-server is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    cmd += ["--dir", str(workdir)]
+    log = workdir / "redis.log"
+    proc = spawn(cmd, log, cwd=workdir)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {log.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server not up: {log.read_text()}")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop(proc)
