@@ -59,6 +59,8 @@ class SolveOptions:
     def make_solver(self):
         if self.solver == "scs":
             return make_solver("scs", linear_solver=self.linear_solver)
+        if self.solver == "workset":
+            return make_solver("workset", linear_solver=self.linear_solver)
         return make_solver("cvxpy", solver=self.cvxpy_solver)
 
 

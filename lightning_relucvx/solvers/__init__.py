@@ -5,17 +5,22 @@ from __future__ import annotations
 from .base import ConvexSolution, ConvexSolver, SolverResult
 from .cvxpy import CvxpySolver
 from .scs import SCSSolver, available_linear_solvers, gpu_linear_solver
+from .workset import WorkingSetSolver
 
-SOLVERS = ("scs", "cvxpy")
+SOLVERS = ("scs", "cvxpy", "workset")
 
 
 def make_solver(name: str = "scs", **options) -> ConvexSolver:
     """A solver by name: ``scs`` (options: ``linear_solver``, SCS settings) or ``cvxpy``
-    (options: ``solver``, e.g. "CLARABEL", and that solver's settings)."""
+    (options: ``solver``, e.g. "CLARABEL", and that solver's settings) or ``workset``
+    (working set of blocks and cone rows, verified against the full program; options:
+    ``inner`` "clarabel" | "scs", ``linear_solver``, SCS settings)."""
     if name == "scs":
         return SCSSolver(**options)
     if name == "cvxpy":
         return CvxpySolver(**options)
+    if name == "workset":
+        return WorkingSetSolver(**options)
     raise ValueError(f"solver: must be one of {', '.join(SOLVERS)}, got {name!r}")
 
 
@@ -26,6 +31,7 @@ __all__ = [
     "CvxpySolver",
     "SCSSolver",
     "SolverResult",
+    "WorkingSetSolver",
     "available_linear_solvers",
     "gpu_linear_solver",
     "make_solver",

@@ -1,19 +1,22 @@
-"""Working-set SCS: solve over a few blocks and cone rows, verify against the full program.
+"""Working-set solves: solve over a few blocks and cone rows, verify against the full program.
 
 The full program over P patterns has 2P blocks and 2Pn cone rows ``(2D_k - I) X w_k >= 0``;
 at the optimum most blocks are zero and most rows are inactive. This strategy solves the
 program restricted to a working set (some blocks, and for each some of its cone rows) with
-SCS, then checks the full program with one product ``X @ W``:
+Clarabel or SCS, then checks the full program with one product ``X @ W``:
 
 - primal: every cone row of every block (rows absent from the working set included);
-- dual: every block absent from the working set is dual feasible with zero cone
-  multipliers, ``||X^T D_k lam|| <= beta`` where ``lam`` is SCS's multiplier of the fit.
+- dual: every block absent from the working set is dual feasible: some cone multipliers
+  ``mu >= 0`` (a small non-negative least-squares problem) give
+  ``||sign_k X^T D_k lam - X^T S_k mu|| <= beta``, ``lam`` the inner solver's multiplier
+  of the fit.
 
-Violated rows and blocks join the working set and SCS restarts warm (primal, dual and slack
-carried over by row/column key). When nothing is violated, the restricted primal point is
-feasible for the full program and the restricted dual point, extended by zeros, is dual
-feasible for it, so the reported objective, maximum violation and duality gap are those of
-the full program.
+Violated rows and blocks join the working set and the inner solver restarts (SCS warm
+from the previous primal, dual and slack, carried over by row/column key). When nothing
+is violated, the restricted primal point is feasible for the full program and the
+restricted dual point, extended by zeros (and by the cone multipliers the check found), is
+dual feasible for it, so the reported objective, maximum violation and duality gap are
+those of the full program.
 """
 
 from __future__ import annotations
@@ -105,6 +108,10 @@ def _clarabel_settings(tol: float, time_limit: float | None):
     st.tol_gap_abs = st.tol_gap_rel = st.tol_feas = tol
     st.tol_ktratio = min(st.tol_ktratio, tol)
     st.max_iter = 500
+    import os
+
+    if os.environ.get("RELUCVX_CLARABEL_KKT"):
+        st.direct_solve_method = os.environ["RELUCVX_CLARABEL_KKT"]
     if time_limit is not None:
         st.time_limit = float(time_limit)
     return st
@@ -203,9 +210,13 @@ class WorkingSet:
         return int(sum(len(r) for r in self.rows.values()))
 
 
-class WorkingSetSCSSolver:
-    """SCS over a working set of blocks and cone rows, grown until the full program's
-    primal and dual conditions hold (see the module docstring).
+class WorkingSetSolver:
+    """A conic solver over a working set of blocks and cone rows, grown until the full
+    program's primal and dual conditions hold (see the module docstring).
+
+    ``inner``: ``clarabel`` (interior point, default: few iterations and no stalls on these
+    small, badly conditioned restricted programs) or ``scs`` (warm-started across rounds;
+    ``linear_solver`` and SCS ``settings`` apply).
 
     ``init_blocks``: how many blocks (by dual score) start in the working set besides the
     warm start's nonzero blocks; ``init_rows``: fraction of each new block's rows (those
@@ -222,7 +233,8 @@ class WorkingSetSCSSolver:
         init_blocks: int = 16,
         init_rows: float = 0.05,
         max_add_blocks: int = 16,
-        inner: str = "scs",
+        inner: str = "clarabel",
+        max_add_rows: int | None = None,
         **settings,
     ) -> None:
         if linear_solver not in LINEAR_SOLVERS:
@@ -245,7 +257,8 @@ class WorkingSetSCSSolver:
         if inner not in ("scs", "clarabel"):
             raise ValueError(f"inner: must be scs or clarabel, got {inner!r}")
         self.inner = inner
-        self.name = f"ws-{linear_solver}" if inner == "scs" else "ws-clarabel"
+        self.max_add_rows = max_add_rows
+        self.name = f"workset-scs-{linear_solver}" if inner == "scs" else "workset-clarabel"
 
     # -- helpers -----------------------------------------------------------------------
     def _dual_check(
@@ -404,6 +417,9 @@ class WorkingSetSCSSolver:
             n_new_rows = 0
             for j, k in enumerate(blocks):
                 bad = np.nonzero(viol[j] > row_tol)[0]
+                cap = self.max_add_rows
+                if cap is not None and bad.size > cap:
+                    bad = bad[np.argpartition(-viol[j][bad], cap - 1)[:cap]]
                 if bad.size:
                     n_new_rows += ws.add_rows(k, bad)
             # dual check of absent blocks: ||sign X^T D_k lam - X^T S_k mu|| <= beta, mu >= 0
@@ -443,7 +459,7 @@ class WorkingSetSCSSolver:
             status = "max_iters"
         if status == "failed" and int(info["iter"]) >= self.settings["max_iters"]:
             status = "max_iters"
-        return SolverResult(
+        result = SolverResult(
             status=status,
             objective=objective,
             solution=sol,
@@ -466,3 +482,6 @@ class WorkingSetSCSSolver:
             },
             warm={"x": out["x"], "y": out["y"], "s": out["s"]},
         )
+        # DESIGN's sign convention for the fit's dual point: lambda = -grad l
+        result.dual_fit = -(form.fit_coef * out["y"][form.fit_rows])
+        return result
