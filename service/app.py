@@ -104,6 +104,7 @@ class Service:
         for i in range(s.workers):
             self.tasks.append(asyncio.create_task(self._consume(), name=f"jobs-{i}"))
         self.tasks.append(asyncio.create_task(self._reap(), name="reaper"))
+        self.tasks.append(asyncio.create_task(self._heal(), name="healer"))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -334,6 +335,19 @@ class Service:
                 raise
             except Exception as exc:
                 log.warning("job reaper: %s", exc)
+
+    async def _heal(self) -> None:
+        assert self.pool is not None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                restarted = await asyncio.to_thread(self.pool.heal)
+                if restarted:
+                    log.warning("restarted %d worker process(es) that had died", restarted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("worker healer: %s", exc)
 
     # ------------------------------------------------------------------ info
     def info(self) -> dict[str, Any]:

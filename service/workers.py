@@ -215,6 +215,19 @@ class WorkerPool:
     def alive(self) -> int:
         return sum(slot.alive() for slot in self.slots)
 
+    def heal(self) -> int:
+        """Restart idle workers that died (busy ones are restarted by their caller)."""
+        restarted = 0
+        for slot in self.slots:
+            if slot._lock.acquire(blocking=False):
+                try:
+                    if not slot.alive():
+                        slot.restart()
+                        restarted += 1
+                finally:
+                    slot._lock.release()
+        return restarted
+
     def pids(self) -> list[int]:
         return [slot.pid for slot in self.slots if slot.pid is not None]
 
