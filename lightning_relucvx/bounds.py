@@ -89,17 +89,30 @@ def dual_point(problem: Problem, yhat: np.ndarray) -> np.ndarray:
 
 def lower_bound(
     problem: Problem,
-    yhat: np.ndarray,
+    yhat: np.ndarray | None = None,
     *,
+    lam: np.ndarray | None = None,
     enumerated: np.ndarray | None = None,
     sampled: np.ndarray | None = None,
 ) -> LowerBound:
-    """The dual lower bound at predictions ``yhat``.
+    """The dual lower bound from predictions ``yhat`` (``lambda0 = -grad l(yhat)``) or from a
+    given dual point ``lam`` (projected onto the dual's domain first).
 
     ``enumerated``: every pattern of the data (certified, exact ``s``); else the norm bound
     (certified, loose). With ``sampled`` and no enumeration the result is an estimate.
     """
-    lam = dual_point(problem, yhat)
+    if lam is None:
+        if yhat is None:
+            raise ValueError("lower_bound: needs yhat or lam")
+        lam = dual_point(problem, yhat)
+    else:
+        lam = losses.project_dual(
+            problem.loss,
+            np.asarray(lam, float),
+            problem.y,
+            problem.loss_scale,
+            sum_zero=problem.output_bias,
+        )
     direction, sign = None, 1
     if enumerated is not None:
         s, direction, sign = dual_scale_exact(problem.Xa, lam, enumerated)

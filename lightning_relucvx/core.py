@@ -147,7 +147,7 @@ def resolve_patterns(
     if mode == "auto":
         if problem.patterns is not None:
             mode = "given"
-        elif own is not None and own.shape[0] > 0:
+        elif own is not None:
             mode = "own"
         elif pt.enumerable(Xa, options.max_enumerate, max_rank=3):
             mode = "all"
@@ -170,8 +170,6 @@ def resolve_patterns(
             if own is not None
             else pt.sample(Xa, k, options.seed)
         )
-    if chosen.shape[0] == 0:
-        raise ValueError("patterns: the pattern set is empty (all patterns are zero)")
     return mode, chosen, own
 
 
@@ -184,6 +182,10 @@ def _solve_over(
     deadline: float | None,
 ) -> SolverResult:
     remaining = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+    if pats.shape[0] == 0:
+        # no live pattern (e.g. every neuron dead): the program over the empty set is the
+        # same as over the all-zero pattern, whose blocks can only be zero
+        pats = np.zeros((1, problem.n), dtype=bool)
     return solver.solve(problem, pats, eps=options.eps, warm_start=warm, time_limit=remaining)
 
 
@@ -219,7 +221,7 @@ def solve(
 
     F = None
     res_own = None
-    if net is not None and own is not None and own.shape[0] > 0:
+    if net is not None and own is not None:
         F = bounds.nonconvex_objective(problem, net)
         seed = warm_start or network_to_convex(problem, net)
         res_own = _solve_over(problem, own, options, solver, seed, deadline)
@@ -229,7 +231,9 @@ def solve(
         seed = res_own.solution if res_own is not None else warm_start
         res = _solve_over(problem, chosen, options, solver, seed, deadline)
 
-    sol = prune(problem, res.solution) if options.prune else res.solution
+    sol = (
+        prune(problem, res.solution, rtol=max(1e-7, options.eps)) if options.prune else res.solution
+    )
     network = convex_to_network(problem, sol)
     upper = bounds.nonconvex_objective(problem, network)
 
@@ -242,14 +246,18 @@ def solve(
         if mode == "all"
         else (pt.enumerate_all(problem.Xa, options.max_enumerate) if want_exact else None)
     )
-    candidates = [network.predict(problem.X)]
+    # every candidate dual point is projected and scaled into feasibility, so each gives a
+    # valid bound; the solver's own dual (either sign) helps where the loss is not smooth
+    duals = [bounds.dual_point(problem, network.predict(problem.X))]
     if net is not None:
-        candidates.append(net.predict(problem.X))
-    lbs = [bounds.lower_bound(problem, yh, enumerated=enumerated) for yh in candidates]
+        duals.append(bounds.dual_point(problem, net.predict(problem.X)))
+    if res.dual_fit is not None and np.all(np.isfinite(res.dual_fit)):
+        duals += [res.dual_fit, -res.dual_fit]
+    lbs = [bounds.lower_bound(problem, lam=lam, enumerated=enumerated) for lam in duals]
     lb = max(lbs, key=lambda b: b.value)
     estimate = None
     if enumerated is None:
-        est = bounds.lower_bound(problem, candidates[0], sampled=chosen)
+        est = bounds.lower_bound(problem, lam=duals[0], sampled=chosen)
         estimate = max(est.value, lb.value)
 
     statuses = [res.status] + ([res_own.status] if res_own is not None else [])

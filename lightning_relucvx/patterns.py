@@ -70,7 +70,7 @@ def enumerable(Xa: np.ndarray, limit: int = 20_000, max_rank: int = 4) -> bool:
     return r <= max_rank and cover_count(Xa.shape[0], r) <= limit
 
 
-def enumerate_all(Xa: np.ndarray, limit: int = 20_000) -> np.ndarray:
+def enumerate_all(Xa: np.ndarray, limit: int = 20_000, drop_zero: bool = True) -> np.ndarray:
     """Every pattern of the data, by the cells of the arrangement ``{x_k^T u = 0}``.
 
     Works in the row space of ``X`` (rank r): each cell of a central arrangement with
@@ -95,7 +95,7 @@ def enumerate_all(Xa: np.ndarray, limit: int = 20_000) -> np.ndarray:
     points = _cell_points(N)
     pats = np.ones((points.shape[0], n), dtype=bool)
     pats[:, live] = (N @ points.T >= 0).T
-    out = unique(pats)
+    out = unique(pats, drop_zero=drop_zero)
     if out.shape[0] > limit:
         raise ValueError(f"patterns: {out.shape[0]} patterns exceed the limit {limit}")
     return out

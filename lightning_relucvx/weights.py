@@ -113,10 +113,12 @@ def project_blocks(problem: Problem, blocks: Blocks) -> Blocks:
 
 
 def prune(
-    problem: Problem, sol: ConvexSolution, rtol: float = 1e-9, zero_tol: float = 1e-12
+    problem: Problem, sol: ConvexSolution, rtol: float = 1e-7, zero_tol: float = 1e-12
 ) -> ConvexSolution:
-    """A feasible solution with linearly independent fit vectors, the same fit (to ``rtol``)
-    and a penalty no larger; its number of blocks bounds the minimal width m* (<= n).
+    """A feasible solution with linearly independent fit vectors, the same fit (to ``rtol``
+    relative to the largest singular value of the fit columns) and a penalty no larger; its
+    number of blocks bounds the minimal width m* (<= n). Solvers leave blocks at the level of
+    their tolerance: choose ``rtol`` no smaller than the solve's accuracy.
 
     Blocks are first projected onto their cones, so the result is exactly feasible and the
     network it maps to has exactly its convex objective.
@@ -125,37 +127,52 @@ def prune(
     Xa = problem.Xa
     n = Xa.shape[0]
     while blocks.size > 0:
-        F = blocks.fits(Xa)
-        k = blocks.size
-        norms = np.linalg.norm(blocks.Q, axis=1)
-        # any n+1 columns are dependent: work on the smallest blocks first
-        cols = np.argsort(norms)[: n + 1] if k > n else np.arange(k)
-        _, s, vt = np.linalg.svd(F[:, cols], full_matrices=True)
-        if len(cols) <= n and s[-1] > rtol * max(s[0], 1e-300):
-            break  # independent
-        c = np.zeros(k)
-        c[cols] = vt[-1]
-        slope = float(c @ norms)  # penalty changes by -beta * t * slope
-        if abs(slope) <= 1e-12 * float(np.abs(c) @ norms):
-            # a tie: eliminate the smaller block, for numerical safety
-            drop_pos = _first_zero(c, norms)
-            drop_neg = _first_zero(-c, norms)
-            if drop_neg is not None and (drop_pos is None or norms[drop_neg] < norms[drop_pos]):
-                c = -c
-        elif slope < 0:
-            c = -c
-        drop = _first_zero(c, norms)
-        t = 1.0 / c[drop]
-        scale = 1.0 - t * c
-        scale[drop] = 0.0
-        keep = scale > 0
+        step = _pruning_step(blocks.fits(Xa), np.linalg.norm(blocks.Q, axis=1), n, rtol)
+        if step is None:
+            break  # independent (to rtol)
+        keep = step > 0
         blocks = Blocks(
-            blocks.patterns[keep], blocks.signs[keep], blocks.Q[keep] * scale[keep, None], blocks.b
+            blocks.patterns[keep], blocks.signs[keep], blocks.Q[keep] * step[keep, None], blocks.b
         )
     if blocks.size == 0:
         d = problem.d
         return ConvexSolution(np.ones((1, n), bool), np.zeros((1, d)), np.zeros((1, d)), sol.b)
     return blocks.to_solution()
+
+
+def _pruning_step(F: np.ndarray, norms: np.ndarray, n: int, rtol: float) -> np.ndarray | None:
+    """Scale factors ``1 - t c`` (one of them 0) along a (near-)null vector ``c`` of the fit
+    columns ``F`` that keep the fit to ``rtol`` and do not increase ``sum_k norms_k``; None
+    when no such step exists."""
+    k = F.shape[1]
+    # any n+1 columns are dependent: work on the smallest blocks first
+    cols = np.argsort(norms)[: n + 1] if k > n else np.arange(k)
+    _, s, vt = np.linalg.svd(F[:, cols], full_matrices=True)
+    exact = len(cols) > n
+    s_full = np.concatenate([s, np.zeros(vt.shape[0] - s.size)])
+    budget = rtol * max(s[0], 1e-300)
+    best = None
+    for i in [vt.shape[0] - 1] if exact else np.flatnonzero(s_full <= budget):
+        c = np.zeros(k)
+        c[cols] = vt[i]
+        slope = float(c @ norms)  # the penalty changes by -beta * t * slope
+        if abs(slope) <= 1e-12 * float(np.abs(c) @ norms):
+            options = [c, -c]  # a tie: either direction keeps the penalty
+        else:
+            options = [c if slope > 0 else -c]
+        for cc in options:
+            drop = _first_zero(cc, norms)
+            if drop is None:
+                continue
+            t = 1.0 / cc[drop]
+            change = t * s_full[i]  # ||F (t c)|| = t * s_i
+            if best is None or change < best[0]:
+                scale = 1.0 - t * cc
+                scale[drop] = 0.0
+                best = (change, scale)
+    if best is None or (not exact and best[0] > budget):
+        return None
+    return best[1]
 
 
 def _first_zero(c: np.ndarray, norms: np.ndarray) -> int | None:

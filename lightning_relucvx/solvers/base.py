@@ -77,6 +77,10 @@ class SolverResult:
     backend: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     warm: Any = None  # solver-specific warm-start state (not serialized)
+    # a dual point for the fit, DESIGN's sign convention (lambda = -grad l at the optimum),
+    # when the solver provides one; the certificate projects and scales it, so any sign or
+    # accuracy is safe to offer
+    dual_fit: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:

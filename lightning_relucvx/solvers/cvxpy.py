@@ -58,7 +58,8 @@ class CvxpySolver:
         U = cp.Variable((d, P))
         V = cp.Variable((d, P))
         b = cp.Variable() if problem.output_bias else 0.0
-        z = cp.sum(cp.multiply(Dt, Xa @ (U - V)), axis=1) + b
+        z = cp.Variable(Xa.shape[0])
+        fit_con = z == cp.sum(cp.multiply(Dt, Xa @ (U - V)), axis=1) + b
         s = problem.loss_scale
         if problem.loss == "squared":
             loss = s * 0.5 * cp.sum_squares(z - y)
@@ -67,7 +68,7 @@ class CvxpySolver:
         else:
             loss = s * cp.sum(cp.pos(1 - cp.multiply(y, z)))
         reg = cp.sum(cp.norm(U, 2, axis=0)) + cp.sum(cp.norm(V, 2, axis=0))
-        cons = [cp.multiply(St, Xa @ U) >= 0, cp.multiply(St, Xa @ V) >= 0]
+        cons = [fit_con, cp.multiply(St, Xa @ U) >= 0, cp.multiply(St, Xa @ V) >= 0]
         prob = cp.Problem(cp.Minimize(loss + problem.beta * reg), cons)
         opts = dict(_TIGHT.get(self.solver, lambda e: {})(eps), **self.options)
         if time_limit is not None and self.solver == "CLARABEL":
@@ -104,4 +105,5 @@ class CvxpySolver:
             wall_seconds=time.perf_counter() - t0,
             backend=self.name,
             info={"cvxpy_status": prob.status, "solver_seconds": stats.solve_time},
+            dual_fit=None if fit_con.dual_value is None else np.asarray(fit_con.dual_value),
         )
