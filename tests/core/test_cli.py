@@ -144,3 +144,33 @@ def test_missing_and_corrupt_files_exit_2(tmp_path):
     proc = run("solve", bad)
     assert proc.returncode == 2 and "not a readable .npz" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_progress_line_on_a_terminal_only(tmp_path):
+    import os
+    import pty
+
+    path = tmp_path / "c.npz"
+    save_problem(path, case_c())
+    args = [sys.executable, "-m", "lightning_relucvx.cli", "solve", str(path), "--patterns",
+            "all", "--eps", "1e-9"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 1024)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout, _ = proc.communicate(timeout=300)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"relucvx solve" in b"".join(chunks)  # the progress line went to the terminal
+    assert json.loads(stdout)["num_patterns"] == 382  # and stdout is still pure JSON
+    piped = run("solve", path, "--patterns", "all", "--eps", "1e-9", check_rc=0)
+    assert piped.stderr == ""
