@@ -121,9 +121,9 @@ def test_image_install_and_entry_point_outside_docker(tmp_path):
     # dependencies come from this machine (no index in tests); the package itself from the wheel
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
     bindir = venv / "bin"
+    install = ["install", "-q", "--no-index", "--ignore-installed", "--no-deps"]
     subprocess.run(
-        [bindir / "pip", "install", "-q", "--no-index", "--ignore-installed", "--no-deps"]
-        + ["--find-links", str(wheels), "lightning-relucvx[service]"],
+        [bindir / "pip", *install, "--find-links", str(wheels), "lightning-relucvx[service]"],
         check=True,
         capture_output=True,
     )
