@@ -1,39 +1,16 @@
-"""Shared fixtures: real server processes (see ``servers.py``) and the reference cases."""
+"""Shared fixtures: real server processes (see ``servers.py``). Test helpers live in plain
+modules beside this file (``cases.py``, ``servers.py``), importable from every test folder."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import mlflow_server
-
-from lightning_relucvx.problem import Problem
-
-# DESIGN.md's reference values (squared loss, all patterns)
-CASE_A_OPT = 0.14
-CASE_B_OPT = 0.168652
-CASE_C_OPT = 4.263049
-
-
-def case_a() -> Problem:
-    return Problem.create([[-1.0], [1.0]], [1.0, 0.5], 0.1, bias=False)
-
-
-def case_b() -> Problem:
-    x = np.array([-2, -1, -0.5, 0.5, 1, 2.0])
-    return Problem.create(x[:, None], [2.0, 0.5, -0.3, 0.4, 1.0, 2.5], 0.05, bias=True)
-
-
-def case_c() -> Problem:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((20, 3))
-    y = rng.standard_normal(20)
-    return Problem.create(X, y, 0.1, bias=False)
 
 
 @pytest.fixture(scope="session")

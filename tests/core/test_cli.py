@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CASE_B_OPT, CASE_C_OPT, case_b, case_c
+from cases import CASE_B_OPT, CASE_C_OPT, case_b, case_c
 
 from lightning_relucvx import patterns as pt
 from lightning_relucvx.io import load_npz, save_problem

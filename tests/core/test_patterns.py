@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import case_b, case_c
+from cases import case_b, case_c
 
 from lightning_relucvx import patterns as pt
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CASE_A_OPT, CASE_B_OPT, CASE_C_OPT, case_a, case_b, case_c
+from cases import CASE_A_OPT, CASE_B_OPT, CASE_C_OPT, case_a, case_b, case_c
 
 from lightning_relucvx import patterns as pt
 from lightning_relucvx.core import SolveOptions, solve

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CASE_C_OPT, case_b, case_c
+from cases import CASE_C_OPT, case_b, case_c
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
