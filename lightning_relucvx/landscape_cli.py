@@ -77,7 +77,7 @@ def plot_path(path, out: str | Path) -> None:
         ax.text(i + 0.5, 1.0, st.name, transform=ax.get_xaxis_transform(), ha="center", va="bottom")
     ax.set_xlabel("path parameter s (one unit per stage)")
     ax.set_ylabel("F")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

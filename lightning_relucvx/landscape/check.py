@@ -88,10 +88,21 @@ def all_patterns(problem: Problem, options: CheckOptions) -> np.ndarray | None:
     small_rank = r <= options.max_rank and count <= options.max_enumerate
     if not (small_rank or count <= options.enumerate_any_rank):
         return None
-    try:
-        return pt.enumerate_all(Xa, max(options.max_enumerate, options.enumerate_any_rank))
-    except ValueError:
-        return None
+    limit = max(options.max_enumerate, options.enumerate_any_rank)
+    key = (Xa.shape, Xa.tobytes(), limit)
+    if key not in _ENUMERATED:
+        try:
+            found = pt.enumerate_all(Xa, limit)
+        except ValueError:
+            found = None
+        if len(_ENUMERATED) >= 8:
+            _ENUMERATED.pop(next(iter(_ENUMERATED)))
+        _ENUMERATED[key] = found
+    return _ENUMERATED[key]
+
+
+# enumeration is the costly step on repeated checks of one data set: keep the last few
+_ENUMERATED: dict[tuple, np.ndarray | None] = {}
 
 
 def search_patterns(

@@ -14,11 +14,12 @@ Every optimal network is, up to these transformations, a convex optimum mapped b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import core
+from .. import bounds, core
 from ..problem import Network, Problem
 from .check import CheckOptions, all_patterns
 
@@ -175,20 +176,21 @@ def minimal_width(problem: Problem, options: CheckOptions | None = None) -> Widt
     bare = problem.with_network(None)
     enumerated = all_patterns(bare, options)
     if enumerated is not None:
-        opts = options.solve_options("given")
-        opts.lower_bound = "exact"
-        rep = core.solve(bare.with_patterns(enumerated), opts)
+        rep = core.solve(bare.with_patterns(enumerated), options.solve_options("given"))
         mode = "all"
     else:
         rep = core.solve(
             bare.with_patterns(None), options.solve_options(f"sample:{options.samples}")
         )
         mode = "sampled"
+    lb = bounds.lower_bound(bare, rep.optimal_network.predict(bare.X), enumerated=enumerated)
+    if rep.lower_bound_certified and rep.lower_bound > lb.value:
+        lb = bounds.LowerBound(rep.lower_bound, True, rep.lower_bound_method, math.nan)
     return WidthResult(
         width=int(rep.num_neurons),
         objective=float(rep.upper_bound),
-        lower_bound=float(rep.lower_bound),
-        lower_bound_certified=bool(rep.lower_bound_certified),
+        lower_bound=float(lb.value),
+        lower_bound_certified=bool(lb.certified),
         pattern_mode=mode,
         network=rep.optimal_network,
         n=problem.n,

@@ -283,8 +283,6 @@ def descent_path(problem: Problem, options: PathOptions | None = None) -> Descen
         patterns=S,
     )
     solve_opts = options.solve_options("given")
-    if enumerated is not None:
-        solve_opts.lower_bound = "exact"
     warm = None
     if live:
         warm = Blocks(pats[live], signs[live], Q_pruned[live], b0).to_solution()
@@ -324,6 +322,12 @@ def descent_path(problem: Problem, options: PathOptions | None = None) -> Descen
         if b0 is not None:
             interp.b = (b0, (1 - t_end) * b0 + t_end * (b_star if b_star is not None else b0))
 
+    # a certified lower bound at the end's residual (exact when every pattern is enumerated)
+    yhat_end = interp.network(problem, 1.0).predict(problem.X)
+    lb = bounds.lower_bound(problem, yhat_end, enumerated=enumerated)
+    if lb.value < rep.lower_bound and rep.lower_bound_certified:
+        lb = bounds.LowerBound(rep.lower_bound, True, rep.lower_bound_method, math.nan)
+
     k = max(2, options.points_per_stage)
     s_all, stage_of, objs = [], [], []
     for i, st in enumerate(stages):
@@ -343,9 +347,9 @@ def descent_path(problem: Problem, options: PathOptions | None = None) -> Descen
         pruned_width=int(np.count_nonzero(np.any(Q_start != 0, axis=1))),
         optimal_width=int(opt.size),
         optimum_objective=float(rep.upper_bound),
-        lower_bound=float(rep.lower_bound),
-        lower_bound_certified=bool(rep.lower_bound_certified),
-        lower_bound_method=rep.lower_bound_method,
+        lower_bound=lb.value,
+        lower_bound_certified=lb.certified,
+        lower_bound_method=lb.method,
         pattern_mode=mode,
         problem=problem,
     )
