@@ -27,7 +27,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=1000, help="sampled patterns when not enumerable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--solver", default="scs", choices=["scs", "cvxpy"])
-    p.add_argument("--eps", type=float, default=1e-7, help="solver tolerance (default 1e-7)")
+    p.add_argument(
+        "--eps", type=float, default=None, help="solver tolerance (check 1e-7, path 1e-9)"
+    )
     p.add_argument("--time-limit", type=float, default=None, help="seconds per convex solve")
 
 
@@ -44,9 +46,10 @@ def _options(args: argparse.Namespace, cls):
         samples=args.samples,
         seed=args.seed,
         solver=args.solver,
-        eps=args.eps,
         time_limit=args.time_limit,
     )
+    if args.eps is not None:
+        kwargs["eps"] = args.eps
     if hasattr(args, "points"):
         kwargs["points_per_stage"] = args.points
     return cls(**kwargs)

@@ -40,8 +40,11 @@ STAGES = ("balance", "merge", "prune", "interpolate")
 
 @dataclass
 class PathOptions(CheckOptions):
-    """:class:`CheckOptions` (enumeration, sampling, solver) plus the path's sampling."""
+    """:class:`CheckOptions` (enumeration, sampling, solver) plus the path's sampling. The
+    end is solved to ``eps = 1e-9`` by default: the dual certificate at the end's residual is
+    only as tight as the square root of the solve's accuracy."""
 
+    eps: float = 1e-9
     points_per_stage: int = 25
 
 
@@ -103,6 +106,7 @@ class DescentPath:
     lower_bound_certified: bool
     lower_bound_method: str
     pattern_mode: str
+    tol: float
     problem: Problem = field(repr=False)
 
     @property
@@ -135,9 +139,9 @@ class DescentPath:
 
     @property
     def certified(self) -> bool:
-        """The end is the global optimum to within ``1e-5`` relative, by a certified bound."""
+        """The end is the global optimum to within ``tol`` (relative), by a certified bound."""
         gap = self.end_objective - self.lower_bound
-        return self.lower_bound_certified and gap <= 1e-5 * max(abs(self.end_objective), 1e-12)
+        return self.lower_bound_certified and gap <= self.tol * max(abs(self.end_objective), 1e-12)
 
     def to_dict(self, include_weights: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -148,6 +152,7 @@ class DescentPath:
             "lower_bound_certified": self.lower_bound_certified,
             "lower_bound_method": self.lower_bound_method,
             "certified": self.certified,
+            "tol": self.tol,
             "pattern_mode": self.pattern_mode,
             "non_increasing": self.non_increasing,
             "max_increase": self.max_increase,
@@ -351,5 +356,6 @@ def descent_path(problem: Problem, options: PathOptions | None = None) -> Descen
         lower_bound_certified=lb.certified,
         lower_bound_method=lb.method,
         pattern_mode=mode,
+        tol=options.tol,
         problem=problem,
     )
