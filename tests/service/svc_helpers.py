@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,12 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from lightning_relucvx import patterns as pt
 from lightning_relucvx.problem import Problem
-
-_spec = importlib.util.spec_from_file_location(
-    "relucvx_root_conftest", Path(__file__).parent.parent / "conftest.py"
-)
-root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(root)
 
 API_KEY = "test-key-0123456789"
 MAIN_ENV = {

@@ -8,11 +8,12 @@ import threading
 import time
 import uuid
 
+import cases
 import httpx
 import msgpack
 import numpy as np
 import pytest
-from svc_helpers import API_KEY, instance, root
+from svc_helpers import API_KEY, instance
 
 from lightning_relucvx import SolveOptions, solve, wire
 from lightning_relucvx.client import HTTPSolver, SolverClient, SolverRejected
@@ -26,12 +27,12 @@ def client(url):
 
 
 def test_http_solve_equals_in_process(client):
-    problem = root.case_b()
+    problem = cases.case_b()
     opts = SolveOptions(patterns="all")
     assert isinstance(client, SolverClient)
     remote = client.solve(problem, opts)
     local = solve(problem, opts)
-    assert remote.convex_objective == pytest.approx(root.CASE_B_OPT, abs=1e-4)
+    assert remote.convex_objective == pytest.approx(cases.CASE_B_OPT, abs=1e-4)
     assert remote.convex_objective == local.convex_objective
     assert remote.lower_bound == local.lower_bound
     assert remote.lower_bound_certified and remote.status == local.status
@@ -69,7 +70,7 @@ def test_json_and_binary_agree(http):
 
 
 def test_accept_header_picks_the_answer_form(http):
-    body = wire.encode_request(root.case_a(), SolveOptions(patterns="all"), binary=False)
+    body = wire.encode_request(cases.case_a(), SolveOptions(patterns="all"), binary=False)
     resp = http.post(
         "/v1/solve",
         content=body,
@@ -77,7 +78,7 @@ def test_accept_header_picks_the_answer_form(http):
     )
     assert resp.headers["content-type"] == wire.MSGPACK
     result = msgpack.unpackb(resp.content)
-    assert result["convex_objective"] == pytest.approx(root.CASE_A_OPT, abs=1e-5)
+    assert result["convex_objective"] == pytest.approx(cases.CASE_A_OPT, abs=1e-5)
     assert set(result["optimal_weights"]["W1"]) == {"dtype", "shape", "data"}
 
 
@@ -86,9 +87,9 @@ def test_curl_style_json_uses_the_cli_names(http):
     resp = http.post("/v1/solve", json=body)
     assert resp.status_code == 200, resp.text
     result = resp.json()
-    expected = solve(root.case_a(), SolveOptions(patterns="all")).to_dict()
+    expected = solve(cases.case_a(), SolveOptions(patterns="all")).to_dict()
     assert set(expected) <= set(result)
-    assert result["convex_objective"] == pytest.approx(root.CASE_A_OPT, abs=1e-5)
+    assert result["convex_objective"] == pytest.approx(cases.CASE_A_OPT, abs=1e-5)
     assert set(result["optimal_weights"]) == {"W1", "w2"}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 
+import cases
 import msgpack
 import numpy as np
 import pytest
-from svc_helpers import instance, root
+from svc_helpers import instance
 
 from lightning_relucvx import SolveOptions, solve, wire
 from lightning_relucvx.core import Report
@@ -39,24 +40,24 @@ def test_binary_patterns_are_bit_packed_and_smaller():
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_result_round_trip_rebuilds_the_report(binary):
-    p = root.case_b()
+    p = cases.case_b()
     report = solve(p, SolveOptions(patterns="all"))
     back = wire.decode_result(wire.encode_result(report, binary=binary), wire.media_type(binary))
     assert isinstance(back, Report)
     assert back.to_dict() == report.to_dict()
     np.testing.assert_array_equal(back.optimal_network.W1, report.optimal_network.W1)
     np.testing.assert_array_equal(back.solution.U, report.solution.U)
-    assert back.convex_objective == pytest.approx(root.CASE_B_OPT, abs=1e-4)
+    assert back.convex_objective == pytest.approx(cases.CASE_B_OPT, abs=1e-4)
 
 
 def test_transcoded_result_equals_json_result():
-    report = solve(root.case_a(), SolveOptions(patterns="all"))
+    report = solve(cases.case_a(), SolveOptions(patterns="all"))
     as_json = json.loads(wire.transcode(wire.encode_result(report, binary=True), to_binary=False))
     assert as_json == json.loads(wire.encode_result(report, binary=False))
 
 
 def test_report_from_dict_restores_nan():
-    report = solve(root.case_a(), SolveOptions(patterns="all"))
+    report = solve(cases.case_a(), SolveOptions(patterns="all"))
     d = report.to_dict()
     d["duality_gap"] = None
     assert math.isnan(Report.from_dict(d).duality_gap)
