@@ -37,7 +37,12 @@ import time
 
 import numpy as np
 
-INSTANCES = {"S": (500, 10, 64), "M": (1000, 20, 50), "L": (5000, 50, 200)}
+INSTANCES = {
+    "XS": (100, 5, 16),  # smoke test only
+    "S": (500, 10, 64),
+    "M": (1000, 20, 50),
+    "L": (5000, 50, 200),
+}
 METHODS = ("workset", "workset-scs", "scs-full", "cvxpy-scs", "cvxpy-clarabel")
 REFERENCE = "cvxpy-clarabel"
 

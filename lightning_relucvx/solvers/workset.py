@@ -184,6 +184,39 @@ def _solve_clarabel(
     return _clarabel_out(sol, x, yy, ss, dobj_shift=0.5 * scale * float(y @ y))
 
 
+def carried_blocks(Xa: np.ndarray, patterns: np.ndarray, start: ConvexSolution) -> np.ndarray:
+    """The nonzero blocks of a previous solution placed on ``patterns`` (2P, d).
+
+    Blocks whose pattern is in ``patterns`` keep it (:func:`matched_blocks`); each other
+    nonzero block ``w`` goes to the free pattern whose cone ``w`` violates on the fewest data
+    points (consecutive snapshots of a training run shift the network's own patterns by a
+    few points). One product scores all of them.
+    """
+    W = matched_blocks(patterns, start)
+    P = patterns.shape[0]
+    prev = np.vstack([start.U, start.V])
+    Pp = start.patterns.shape[0]
+    placed = {p.tobytes() for p in np.packbits(patterns, axis=1)}
+    keys = np.packbits(start.patterns, axis=1)
+    todo = [
+        k
+        for k in np.nonzero(np.linalg.norm(prev, axis=1) > 0)[0]
+        if keys[k % Pp].tobytes() not in placed
+    ]
+    if not todo:
+        return W
+    S = np.where(patterns, 1.0, -1.0)  # (P, n)
+    sgn = np.where(Xa @ prev[todo].T >= 0, 1.0, -1.0)  # (n, L): the pattern each w induces
+    agree = S @ sgn  # (P, L): n - 2 * (points where the pattern differs)
+    for j, k in enumerate(todo):
+        half = 0 if k < Pp else P
+        for p in np.argsort(-agree[:, j]):
+            if not W[half + p].any():
+                W[half + p] = prev[k]
+                break
+    return W
+
+
 class WorkingSet:
     """Blocks and, per block, the data indices whose cone rows are in the working set."""
 
@@ -231,10 +264,11 @@ class WorkingSetSolver:
         scale: float = 1.0,
         max_rounds: int = 60,
         init_blocks: int = 16,
-        init_rows: float = 0.05,
+        init_rows: float = 0.15,
         max_add_blocks: int = 16,
         inner: str = "clarabel",
         max_add_rows: int | None = None,
+        near_margin: float = 1e-2,
         **settings,
     ) -> None:
         if linear_solver not in LINEAR_SOLVERS:
@@ -258,6 +292,7 @@ class WorkingSetSolver:
             raise ValueError(f"inner: must be scs or clarabel, got {inner!r}")
         self.inner = inner
         self.max_add_rows = max_add_rows
+        self.near_margin = near_margin
         self.name = f"workset-scs-{linear_solver}" if inner == "scs" else "workset-clarabel"
 
     # -- helpers -----------------------------------------------------------------------
@@ -297,10 +332,13 @@ class WorkingSetSolver:
                 resid[j] = np.linalg.norm(g)
                 support.append(np.zeros(0, dtype=np.int64))
                 continue
-            sub = np.argpartition(m, q - 1)[:q] if q < n else np.arange(n)
-            A = (S[p, sub, None] * Xa[sub]).T
-            mu, r = nnls(A, g, maxiter=50 * q)
-            if full and r > self._beta and q < n:
+            order = np.argsort(m)
+            for size in (q, 4 * q):  # most violated rows first, then more of them
+                sub = order[: min(size, n)]
+                mu, r = nnls((S[p, sub, None] * Xa[sub]).T, g, maxiter=50 * len(sub))
+                if r <= self._beta or len(sub) == n:
+                    break
+            if full and self._beta < r < 1.5 * self._beta and len(sub) < n:
                 mu_all, r_all = nnls((S[p, :, None] * Xa).T, g, maxiter=20 * n)
                 if r_all < r:
                     mu, r, sub = mu_all, r_all, np.arange(n)
@@ -347,7 +385,7 @@ class WorkingSetSolver:
         self._beta = beta
         # starting point: the warm start's blocks, or the zero network
         if warm_start is not None:
-            W = matched_blocks(patterns, warm_start)
+            W = carried_blocks(Xa, patterns, warm_start)
             b0 = (warm_start.b or 0.0) if problem.output_bias else None
         else:
             W = np.zeros((2 * P, d))
@@ -415,8 +453,12 @@ class WorkingSetSolver:
             scale = float(xnorm.max() * wmax) if wmax > 0 else 1.0
             viol = -marg / scale
             n_new_rows = 0
+            wn = np.linalg.norm(W[blocks], axis=1)
             for j, k in enumerate(blocks):
                 bad = np.nonzero(viol[j] > row_tol)[0]
+                if bad.size and wn[j] > 0:  # with the violated rows, the nearly active ones
+                    rel = marg[j] / (xnorm * wn[j])
+                    bad = np.union1d(bad, np.nonzero(rel < self.near_margin)[0])
                 cap = self.max_add_rows
                 if cap is not None and bad.size > cap:
                     bad = bad[np.argpartition(-viol[j][bad], cap - 1)[:cap]]
