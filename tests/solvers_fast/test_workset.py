@@ -64,6 +64,7 @@ def test_other_losses_and_output_bias(loss):
     assert abs(ws.objective - ref.objective) <= 1e-5 * max(1.0, abs(ref.objective))
 
 
+@pytest.mark.slow
 def test_case_c_all_patterns_through_core():
     rep = solve(case_c(), SolveOptions(patterns="all", solver="workset"))
     assert rep.ok
