@@ -120,7 +120,8 @@ def _load_extra_commands() -> None:
             if exc.name and module.startswith(exc.name):
                 continue  # that part of the product is not installed
             raise
-        _EXTRA_COMMANDS.append(mod.register)
+        if mod.register not in _EXTRA_COMMANDS:  # main() may run more than once in a process
+            _EXTRA_COMMANDS.append(mod.register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,7 +58,8 @@ def _options(args: argparse.Namespace, cls):
 def cmd_check(args: argparse.Namespace) -> int:
     from .landscape import CheckOptions, check
 
-    result = check(_problem(args), _options(args, CheckOptions))
+    options = _options(args, CheckOptions)  # bad options fail before any loading
+    result = check(_problem(args), options)
     print(json.dumps(result.to_dict(include_weights=args.include_weights)))
     return 0
 
@@ -91,7 +92,8 @@ def cmd_path(args: argparse.Namespace) -> int:
 
     if args.points < 2:
         raise ValueError(f"points: must be >= 2, got {args.points}")
-    path = descent_path(_problem(args), _options(args, PathOptions))
+    options = _options(args, PathOptions)
+    path = descent_path(_problem(args), options)
     out = path.to_dict(include_weights=args.include_weights)
     plot = None if args.no_plot else (args.plot or str(Path(args.model).with_suffix(".path.png")))
     if plot:

@@ -142,6 +142,8 @@ def load_model(
             raise ValueError("module: only applies to checkpoints")
         arrays.update(load_npz(path))
     if data is not None:
+        if Path(data).is_file() and _is_torch_file(Path(data)):
+            raise ValueError(f"{data}: the data must be an .npz file, not a torch checkpoint")
         extra = load_npz(data)
         clash = sorted(set(extra) & set(arrays))
         if clash:
