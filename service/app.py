@@ -176,6 +176,9 @@ class Service:
                 **options.__dict__,
                 "time_limit": time_limit,
                 "max_enumerate": min(options.max_enumerate, s.max_p),
+                "linear_solver": (
+                    s.linear_solver if options.linear_solver == "auto" else options.linear_solver
+                ),
             }
         )
         return options
@@ -357,12 +360,19 @@ class Service:
             from lightning_relucvx.solvers import available_linear_solvers, gpu_linear_solver
 
             gpu = gpu_linear_solver()
+            default = (
+                self.settings.linear_solver if self.settings.linear_solver != "auto" else gpu
+            ) or "qdldl"
             self._info = {
                 "version": __version__,
                 "scs_version": getattr(scs, "__version__", "unknown"),
                 "linear_solvers": list(available_linear_solvers()),
-                "gpu": {"present": gpu is not None, "used": gpu is not None, "backend": gpu},
-                "default_linear_solver": gpu or "qdldl",
+                "gpu": {
+                    "present": gpu is not None,
+                    "used": default in ("cudss", "gpu_indirect"),
+                    "backend": gpu,
+                },
+                "default_linear_solver": default,
             }
         assert self.pool is not None and self.store is not None
         return {

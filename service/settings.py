@@ -20,6 +20,8 @@ class Settings:
     worker before new ones get 429. ``max_time_limit``: seconds any solve may take
     (requests asking for more are capped; the answer's status says ``time_limit``).
     ``redis_url``: where asynchronous jobs live (in this process when unset).
+    ``linear_solver``: the SCS backend used for requests that ask for ``auto`` (for
+    example ``cudss`` in the GPU image, where GPU detection through torch may not work).
     """
 
     api_key: str | None = None
@@ -35,6 +37,7 @@ class Settings:
     kill_grace: float = 10.0
     worker_memory_mb: int = 0
     redis_url: str | None = None
+    linear_solver: str = "auto"
     job_ttl: float = 24 * 3600.0
     job_lease: float = 30.0
     idempotency_ttl: float = 3600.0
