@@ -33,6 +33,7 @@ def relucvx(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_check_and_path_on_npz(tmp_path):
     model = tmp_path / "model.npz"
     np.savez(model, **CASE_A, W1=[[-(0.9**0.5)]], w2=[0.9**0.5])  # objective 0.22
@@ -57,6 +58,7 @@ def test_check_and_path_on_npz(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     np.savez(tmp_path / "neg.npz", **{**CASE_A, "beta": -1.0}, W1=[[1.0]], w2=[1.0])
     np.savez(tmp_path / "nonet.npz", **CASE_A)

@@ -65,6 +65,7 @@ def test_reference_cases(case, opt):
         assert path.end_objective == pytest.approx(opt, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_many_random_networks():
     """30 random networks on random small data sets: squared and logistic losses, with and
     without biases, widths from 1 to 8."""
