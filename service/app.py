@@ -213,8 +213,17 @@ class Service:
         except ValueError as exc:
             raise ApiError(422, "invalid", str(exc)) from None
         payload = await asyncio.to_thread(wire.encode_request, problem, options, warm)
-        hard = options.time_limit * 1.5 + self.settings.kill_grace
-        return payload, hard
+        return payload, self.hard_deadline(options.time_limit)
+
+    def hard_deadline(self, time_limit: float | bytes | None) -> float:
+        """Seconds after which a solve's worker is killed: 1.5 x its time limit plus the
+        grace. ``time_limit`` may be a canonical payload, whose options hold it."""
+        if isinstance(time_limit, bytes):
+            with contextlib.suppress(Exception):
+                time_limit = wire.loads(time_limit, wire.MSGPACK)["options"]["time_limit"]
+        if not isinstance(time_limit, (int, float)):
+            time_limit = self.settings.max_time_limit
+        return min(time_limit, self.settings.max_time_limit) * 1.5 + self.settings.kill_grace
 
     def retry_after(self) -> int:
         """Seconds until a worker is likely free: recent mean solve time times the line."""
@@ -305,7 +314,7 @@ class Service:
                 continue
             renew = asyncio.create_task(self._renew(job.id))
             try:
-                hard = self.settings.max_time_limit * 1.5 + self.settings.kill_grace
+                hard = self.hard_deadline(job.request)
                 result = await self.run(job.request, hard, kind="job", admit=False)
                 await self.store.finish(job.id, result, None)
             except ApiError as exc:

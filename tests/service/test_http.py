@@ -213,3 +213,24 @@ def test_client_rejection_carries_the_server_message(client):
     bad = instance(40, 4, 5).with_patterns(None)
     with pytest.raises(SolverRejected, match=r"\(422\).*limit max_p=400"):
         client.solve(bad, SolveOptions(patterns="sample:5000"))
+
+
+def test_client_says_when_the_service_is_unreachable():
+    from servers import free_port
+
+    from lightning_relucvx.client import SolverUnreachable
+
+    client = HTTPSolver(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01)
+    with pytest.raises(SolverUnreachable, match="unreachable after 3 attempt"):
+        client.solve(cases.case_a())
+    client.close()
+
+
+def test_client_says_when_it_timed_out(url):
+    from lightning_relucvx.client import SolverTimedOut
+
+    client = HTTPSolver(url, api_key=API_KEY, timeout=0.5, retries=0)
+    slow = instance(300, 6, 12, seed=13)
+    with pytest.raises(SolverTimedOut, match=r"no answer from .* within 0\.5 s"):
+        client.solve(slow, SolveOptions(prune=False, time_limit=5.0))
+    client.close()
