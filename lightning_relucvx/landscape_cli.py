@@ -24,7 +24,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         default=20_000,
         help="enumerate every pattern when rank <= 3 and Cover's count is below this",
     )
-    p.add_argument("--samples", type=int, default=1000, help="sampled patterns when not enumerable")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="sampled patterns when not enumerable (check 1000, path 100)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--solver", default="scs", choices=["scs", "cvxpy"])
     p.add_argument(
@@ -43,13 +48,14 @@ def _options(args: argparse.Namespace, cls):
     kwargs = dict(
         tol=args.tol,
         max_enumerate=args.max_enumerate,
-        samples=args.samples,
         seed=args.seed,
         solver=args.solver,
         time_limit=args.time_limit,
     )
     if args.eps is not None:
         kwargs["eps"] = args.eps
+    if args.samples is not None:
+        kwargs["samples"] = args.samples
     if hasattr(args, "points"):
         kwargs["points_per_stage"] = args.points
     return cls(**kwargs)

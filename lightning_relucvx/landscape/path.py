@@ -42,9 +42,13 @@ STAGES = ("balance", "merge", "prune", "interpolate")
 class PathOptions(CheckOptions):
     """:class:`CheckOptions` (enumeration, sampling, solver) plus the path's sampling. The
     end is solved to ``eps = 1e-9`` by default: the dual certificate at the end's residual is
-    only as tight as the square root of the solve's accuracy."""
+    only as tight as the square root of the solve's accuracy. When the data are too large to
+    enumerate, the end solve uses the own patterns plus ``samples`` (default 100) sampled ones;
+    with ``time_limit`` the path still never increases (it stops at the best point of the
+    last segment), it only ends higher."""
 
     eps: float = 1e-9
+    samples: int = 100
     points_per_stage: int = 25
 
 
