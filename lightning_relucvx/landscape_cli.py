@@ -102,12 +102,15 @@ def cmd_path(args: argparse.Namespace) -> int:
     path = descent_path(_problem(args), options)
     out = path.to_dict(include_weights=args.include_weights)
     plot = None if args.no_plot else (args.plot or str(Path(args.model).with_suffix(".path.png")))
-    if plot:
-        plot_path(path, plot)
-        out["plot"] = str(plot)
-    text = json.dumps(out)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    try:
+        if plot:
+            plot_path(path, plot)
+            out["plot"] = str(plot)
+        text = json.dumps(out)
+        if args.json:
+            Path(args.json).write_text(text + "\n")
+    except OSError as exc:
+        raise ValueError(f"cannot write the output ({exc})") from exc
     print(text)
     return 0
 

@@ -62,6 +62,7 @@ def test_check_and_path_on_npz(tmp_path):
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     np.savez(tmp_path / "neg.npz", **{**CASE_A, "beta": -1.0}, W1=[[1.0]], w2=[1.0])
     np.savez(tmp_path / "nonet.npz", **CASE_A)
+    np.savez(tmp_path / "ok.npz", **CASE_A, W1=[[1.0]], w2=[1.0])
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with zipfile.ZipFile(tmp_path / "obj.npz", "w") as zf:
         zf.write(tmp_path / "obj.npy", "X.npy")
@@ -79,6 +80,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
         (["check", "m.ckpt"], "--data"),
         (["check", "evil.ckpt", "--data", "nonet.npz"], "weights_only"),
         (["check", "nonet.npz", "--tol", "2"], "tol"),
+        (["path", "ok.npz", "--plot", str(tmp_path / "no" / "dir.png")], "cannot write"),
     ]
     # two through a real process, the rest through the same entry point in-process
     for args, needle in cases[:2]:
