@@ -1,0 +1,60 @@
+"""The solver service as a real process: solving over HTTP, and a service that is down or
+slower than training never stops training; every snapshot is logged as solved or failed."""
+
+from __future__ import annotations
+
+import pytest
+from cbutil import Regressor, loader, regression_data, trainer, two_layer
+from mlflow.tracking import MlflowClient
+from servers import free_port, solver_service
+
+from lightning_relucvx.callback import ConvexOptimalityCallback
+from lightning_relucvx.client import HTTPSolver
+
+pytestmark = pytest.mark.slow
+
+
+def _failed_by_step(uri: str) -> dict[int, float]:
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("relucvx").experiment_id])
+    return {m.step: m.value for m in client.get_metric_history(run.info.run_id, "relucvx/failed")}
+
+
+def test_service_down_never_stops_training(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'down.db'}"
+    dead = HTTPSolver(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.05)
+    x, y = regression_data(seed=5)
+    cb = ConvexOptimalityCallback(
+        every_n_train_steps=2, solver=dead, tracking_uri=uri, max_pending=1, drain_timeout=30
+    )
+    tr = trainer([cb], max_epochs=10)
+    tr.fit(Regressor(two_layer(1, 6, seed=5)), loader(x, y, batch_size=15))
+    assert tr.global_step == 20  # every step trained
+    failed = _failed_by_step(uri)
+    assert sorted(failed) == list(range(2, 21, 2))
+    assert all(v == 1.0 for v in failed.values())
+    statuses = {h["status"] for h in cb.history}
+    assert statuses <= {"error", "skipped"} and "error" in statuses
+    dead.close()
+
+
+def test_slow_service_every_snapshot_solved_or_failed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'slow.db'}"
+    x, y = regression_data(seed=6)
+    with solver_service(tmp_path / "svc") as url:
+        # training takes milliseconds per step, a solve far longer: most snapshots find the
+        # queue full; the ones sent are solved by the real service
+        cb = ConvexOptimalityCallback(
+            every_n_train_steps=2, solver=url, tracking_uri=uri, max_pending=1, log_model=False
+        )
+        tr = trainer([cb], max_epochs=10)
+        tr.fit(Regressor(two_layer(1, 6, seed=6)), loader(x, y, batch_size=15))
+    assert tr.global_step == 20
+    failed = _failed_by_step(uri)
+    assert sorted(failed) == list(range(2, 21, 2))
+    solved = [h for h in cb.history if not h["failed"]]
+    assert solved and solved[0]["step"] == 2
+    for h in solved:
+        assert h["lower_bound"] <= h["convex_objective_own"] * (1 + 1e-6)
+        assert h["convex_objective_own"] <= h["nonconvex_objective"] * (1 + 1e-6)
+    assert {h["status"] for h in cb.history if h["failed"]} <= {"skipped", "error", "timeout"}
