@@ -166,7 +166,7 @@ def test_jobs_lifecycle(http):
 
 
 def test_job_idempotency_and_cancel(http):
-    body = wire.encode_request(instance(400, 10, 30, seed=2), SolveOptions(prune=False))
+    body = wire.encode_request(instance(300, 6, 12, seed=2), SolveOptions(prune=False))
     headers = {"Content-Type": wire.MSGPACK, "Idempotency-Key": uuid.uuid4().hex}
     first = http.post("/v1/jobs", content=body, headers=headers)
     again = http.post("/v1/jobs", content=body, headers=headers)
@@ -232,5 +232,5 @@ def test_client_says_when_it_timed_out(url):
     client = HTTPSolver(url, api_key=API_KEY, timeout=0.5, retries=0)
     slow = instance(300, 6, 12, seed=13)
     with pytest.raises(SolverTimedOut, match=r"no answer from .* within 0\.5 s"):
-        client.solve(slow, SolveOptions(prune=False, time_limit=5.0))
+        client.solve(slow, SolveOptions(prune=False, time_limit=1.0))
     client.close()
