@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -232,12 +233,14 @@ class Service:
         return int(min(60, max(1, math.ceil(self._mean_solve * line))))
 
     # ------------------------------------------------------------------ solving
-    async def run(self, payload: bytes, hard: float, *, kind: str, admit: bool) -> bytes:
+    async def run(
+        self, payload: bytes, hard: float, *, kind: str, admit: bool, on_slot=None
+    ) -> bytes:
         """Solve on a worker; the binary result or an :class:`ApiError`."""
         assert self.pool is not None
         t0 = time.perf_counter()
         try:
-            reply = await self.pool.run(payload, hard, admit=admit)
+            reply = await self.pool.run(payload, hard, admit=admit, on_slot=on_slot)
         except QueueFull:
             retry = self.retry_after()
             raise ApiError(
@@ -312,13 +315,21 @@ class Service:
                 continue
             if job is None or job.request is None:
                 continue
-            renew = asyncio.create_task(self._renew(job.id))
+            running: dict[str, Any] = {}
+            renew = asyncio.create_task(self._renew(job.id, running))
             try:
                 hard = self.hard_deadline(job.request)
-                result = await self.run(job.request, hard, kind="job", admit=False)
+                result = await self.run(
+                    job.request,
+                    hard,
+                    kind="job",
+                    admit=False,
+                    on_slot=functools.partial(running.__setitem__, "slot"),
+                )
                 await self.store.finish(job.id, result, None)
             except ApiError as exc:
-                self.metrics.failures.labels(exc.reason).inc()
+                reason = "cancelled" if running.get("cancelled") else exc.reason
+                self.metrics.failures.labels(reason).inc()
                 await self.store.finish(job.id, None, {"status": exc.status, "detail": exc.detail})
             except asyncio.CancelledError:
                 raise
@@ -328,12 +339,22 @@ class Service:
             finally:
                 renew.cancel()
 
-    async def _renew(self, job_id: str) -> None:
+    async def _renew(self, job_id: str, running: dict[str, Any]) -> None:
+        """Renew the job's lease while it runs; stop its worker if the job is cancelled."""
         assert self.store is not None
+        every = min(max(self.settings.job_lease / 3, 0.2), 1.0)
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(max(self.settings.job_lease / 3, 0.2))
+            await asyncio.sleep(every)
             with contextlib.suppress(Exception):
-                await self.store.renew(job_id)
+                if time.monotonic() - last >= self.settings.job_lease / 3:
+                    await self.store.renew(job_id)
+                    last = time.monotonic()
+                job = await self.store.get(job_id)
+                if job is not None and job.status == "cancelled" and "slot" in running:
+                    running["cancelled"] = True
+                    running["slot"].interrupt()
+                    return
 
     async def _reap(self) -> None:
         assert self.store is not None

@@ -129,6 +129,12 @@ class WorkerSlot:
         self.kill()
         self.start()
 
+    def interrupt(self) -> None:
+        """Stop the solve in progress: kill the process (its caller sees a crash and
+        restarts it)."""
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+
     def call(self, payload: bytes, hard_timeout: float) -> dict[str, Any]:
         """Send one request and wait for its answer (blocking; run it on a thread)."""
         with self._lock:
@@ -184,9 +190,12 @@ class WorkerPool:
     def full(self) -> bool:
         return self._free.empty() and self.waiting >= self.queue_size
 
-    async def run(self, payload: bytes, hard_timeout: float, *, admit: bool = True) -> dict:
+    async def run(
+        self, payload: bytes, hard_timeout: float, *, admit: bool = True, on_slot=None
+    ) -> dict:
         """Run one request on a free worker. ``admit``: refuse with :class:`QueueFull`
-        when the waiting line is full (job consumers wait instead)."""
+        when the waiting line is full (job consumers wait instead). ``on_slot`` is called
+        with the worker slot once one is taken (to interrupt it later)."""
         if admit and self.full():
             raise QueueFull
         self.waiting += 1
@@ -195,6 +204,8 @@ class WorkerPool:
         finally:
             self.waiting -= 1
         self.busy += 1
+        if on_slot is not None:
+            on_slot(slot)
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._executor, slot.call, payload, hard_timeout)
 

@@ -166,15 +166,32 @@ def test_jobs_lifecycle(http):
 
 
 def test_job_idempotency_and_cancel(http):
-    body = wire.encode_request(instance(300, 6, 12, seed=2), SolveOptions(prune=False))
+    body = wire.encode_request(instance(400, 10, 30, seed=2), SolveOptions(prune=False))
     headers = {"Content-Type": wire.MSGPACK, "Idempotency-Key": uuid.uuid4().hex}
     first = http.post("/v1/jobs", content=body, headers=headers)
     again = http.post("/v1/jobs", content=body, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
     location = first.headers["location"]
+    deadline = time.monotonic() + 60
+    while http.get(location).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert http.delete(location).json()["status"] == "cancelled"
     assert http.get(location).json()["status"] == "cancelled"
+    # the solve (over a minute on its own) is stopped: its worker is free again soon
+    deadline = time.monotonic() + 20
+    while _busy(http) > 0:
+        assert time.monotonic() < deadline, "the cancelled job's worker is still busy"
+        time.sleep(0.2)
+    assert http.get(location).json()["status"] == "cancelled"
+
+
+def _busy(http) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("relucvx_workers_busy "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def test_info_reports_versions_solvers_gpu_and_limits(http):
