@@ -251,10 +251,12 @@ class WorkingSetSolver:
     small, badly conditioned restricted programs) or ``scs`` (warm-started across rounds;
     ``linear_solver`` and SCS ``settings`` apply).
 
-    ``init_blocks``: how many blocks (by dual score) start in the working set besides the
-    warm start's nonzero blocks; ``init_rows``: fraction of each new block's rows (those
-    closest to its cone's boundary) that start in it; ``max_add_blocks``: blocks added per
-    round at most.
+    ``init_blocks``: how many blocks (by dual residual) start in the working set on a cold
+    start; ``warm_blocks``: the same on a warm start, besides the carried nonzero blocks;
+    ``init_rows``: fraction of each carried block's rows (those closest to its cone's
+    boundary) that start in it; ``max_add_blocks``: blocks added per round at most;
+    ``max_add_rows``: violated rows added per block and round at most (None: all);
+    ``near_margin``: with a block's violated rows, add those whose relative margin is below.
     """
 
     def __init__(
@@ -264,7 +266,8 @@ class WorkingSetSolver:
         scale: float = 1.0,
         max_rounds: int = 60,
         init_blocks: int = 16,
-        init_rows: float = 0.15,
+        warm_blocks: int = 4,
+        init_rows: float = 0.3,
         max_add_blocks: int = 16,
         inner: str = "clarabel",
         max_add_rows: int | None = None,
@@ -286,6 +289,7 @@ class WorkingSetSolver:
         self.settings = {"max_iters": max_iters, "scale": scale, **settings}
         self.max_rounds = max_rounds
         self.init_blocks = init_blocks
+        self.warm_blocks = warm_blocks
         self.init_rows = init_rows
         self.max_add_blocks = max_add_blocks
         if inner not in ("scs", "clarabel"):
@@ -402,7 +406,7 @@ class WorkingSetSolver:
         absent = np.setdiff1d(np.arange(2 * P), live)
         resid, support = self._dual_check(Xa, S, patterns, lam0, absent, xnorm, full=False)
         order = np.argsort(-resid)
-        for j in order[: self.init_blocks]:
+        for j in order[: self.warm_blocks if warm_start is not None else self.init_blocks]:
             if resid[j] <= beta:
                 break
             ws.add_block(absent[j], support[j])
