@@ -45,13 +45,23 @@ def dual_scale_exact(
     """
     best, best_u, best_sign = 0.0, np.zeros(Xa.shape[1]), 1
     G = (patterns * lam) @ Xa  # rows g_i = X^T D_i lam
-    for i in range(patterns.shape[0]):
+    norms = np.linalg.norm(G, axis=1)
+    # where +-g_i lies in its own cone the value is ||g_i||, no projection needed
+    SXG = np.where(patterns, 1.0, -1.0) * (G @ Xa.T)  # (P, n): rows (2D_i - I) X g_i
+    inside = {1: np.all(SXG >= 0, axis=1), -1: np.all(SXG <= 0, axis=1)}
+    for sign, mask in inside.items():
+        if np.any(mask & (norms > best)):
+            i = int(np.argmax(np.where(mask, norms, -1.0)))
+            best, best_u, best_sign = float(norms[i]), sign * G[i] / norms[i], sign
+    # elsewhere the value over cone i is at most ||g_i||: visit the largest first, stop early
+    for i in np.argsort(-norms, kind="stable"):
+        if norms[i] <= best:
+            break
         A = cones.cone_rows(Xa, patterns[i])
         for sign in (1, -1):
-            g = sign * G[i]
-            if np.linalg.norm(g) <= best:
+            if inside[sign][i]:
                 continue
-            val, u = cone_max(A, g)
+            val, u = cone_max(A, sign * G[i])
             if val > best:
                 best, best_u, best_sign = val, u, sign
     return best, best_u, best_sign

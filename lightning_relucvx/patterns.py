@@ -92,7 +92,7 @@ def enumerate_all(Xa: np.ndarray, limit: int = 20_000, drop_zero: bool = True) -
     norms = np.linalg.norm(Z, axis=1)
     live = norms > 1e-12 * norms.max()
     N = Z[live] / norms[live, None]
-    points = _cell_points(N)
+    points = _cell_points_fast(N)
     pats = np.ones((points.shape[0], n), dtype=bool)
     pats[:, live] = (N @ points.T >= 0).T
     out = unique(pats, drop_zero=drop_zero)
@@ -134,21 +134,59 @@ def _cell_points(N: np.ndarray) -> np.ndarray:
     if not lines:  # pragma: no cover - spanning normals always give lines
         return np.ones((1, r))
     V = _dedupe_directions(np.array(lines))
+    return np.vstack([_points_around(N, p) for v in V for p in (v, -v)])
+
+
+def _cell_points_fast(N: np.ndarray) -> np.ndarray:
+    """:func:`_cell_points`, vectorized for rank 2 and for the general-position lines of
+    rank 3 (the recursion handles the rest)."""
+    m, r = N.shape
+    if m == 0 or r == 1 or np.linalg.matrix_rank(N) < r:
+        return _cell_points(N)
+    if r == 2:
+        # the lines are the normals' perpendiculars; a cell is an arc between two of them
+        ang = np.arctan2(N[:, 0], -N[:, 1])
+        ang = np.unique(np.round(np.mod(np.concatenate([ang, ang + np.pi]), 2 * np.pi), 12))
+        mid = ang + np.diff(np.append(ang, ang[0] + 2 * np.pi)) / 2
+        return np.column_stack([np.cos(mid), np.sin(mid)])
+    if r != 3:
+        return _cell_points(N)
+    i, j = np.triu_indices(m, 1)
+    V = np.cross(N[i], N[j])
+    V = _dedupe_directions(V[np.linalg.norm(V, axis=1) > 1e-10])
+    dots = V @ N.T  # (L, m)
+    through = np.abs(dots) <= 1e-10
+    count = through.sum(axis=1)
     points = []
-    for v in V:
-        for p in (v, -v):
-            dots = N @ p
-            through = np.abs(dots) <= 1e-10
-            margin = np.min(np.abs(dots[~through])) if np.any(~through) else 1.0
-            # orthonormal basis of p's complement
-            _, _, vt = np.linalg.svd(p[None, :])
-            T = vt[1:].T  # (r, r-1)
-            sub_normals = N[through] @ T
-            keep = np.linalg.norm(sub_normals, axis=1) > 1e-12
-            ws = _cell_points(_normalize(sub_normals[keep]))
-            ws = ws / np.linalg.norm(ws, axis=1, keepdims=True)
-            points.append(p[None, :] + 0.5 * margin * (ws @ T.T))
+    general = count == 2
+    if np.any(general):
+        Vg = V[general]
+        idx = np.argsort(~through[general], axis=1, kind="stable")[:, :2]  # the two planes
+        A, B = N[idx[:, 0]], N[idx[:, 1]]
+        margin = np.where(through[general], np.inf, np.abs(dots[general])).min(axis=1)
+        eps = 0.25 * np.where(np.isfinite(margin), margin, 1.0)[:, None]
+        for p in (Vg, -Vg):
+            for sa in (1.0, -1.0):
+                for sb in (1.0, -1.0):
+                    points.append(p + eps * (sa * A + sb * B))
+    for v in V[~general]:  # three or more planes through one line: the recursion
+        points.append(_points_around(N, v))
+        points.append(_points_around(N, -v))
     return np.vstack(points)
+
+
+def _points_around(N: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Interior points of every cell whose closure contains the ray through ``p``."""
+    dots = N @ p
+    through = np.abs(dots) <= 1e-10
+    margin = np.min(np.abs(dots[~through])) if np.any(~through) else 1.0
+    _, _, vt = np.linalg.svd(p[None, :])
+    T = vt[1:].T  # orthonormal basis of p's complement
+    sub_normals = N[through] @ T
+    keep = np.linalg.norm(sub_normals, axis=1) > 1e-12
+    ws = _cell_points(_normalize(sub_normals[keep]))
+    ws = ws / np.linalg.norm(ws, axis=1, keepdims=True)
+    return p[None, :] + 0.5 * margin * (ws @ T.T)
 
 
 def _normalize(N: np.ndarray) -> np.ndarray:
