@@ -1,0 +1,119 @@
+"""Overhead of ConvexOptimalityCallback on training throughput, with background solving.
+
+One process, one run: the same model and data trained alternately without and with the
+callback (in-process solver, background worker, a snapshot every ``--every`` steps), repeated
+``--repeats`` times; prints steps/second of each and the ratio with/without.
+
+    python benchmarks/callback_overhead.py [--steps 600] [--every 100] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import warnings
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_relucvx import TwoLayerReLU
+from lightning_relucvx.callback import ConvexOptimalityCallback
+
+
+class Regressor(L.LightningModule):
+    def __init__(self, d: int, m: int) -> None:
+        super().__init__()
+        self.net = TwoLayerReLU(d, m, bias=True)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05, weight_decay=1e-3)
+
+
+class StepClock(L.Callback):
+    """Wall time of the training steps only (setup, teardown and the final drain excluded)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.t1 = time.perf_counter()
+        self.steps = trainer.global_step
+
+
+def run(with_callback: bool, args, data: TensorDataset, db: str) -> float:
+    torch.manual_seed(0)
+    clock = StepClock()
+    cbs: list[L.Callback] = [clock]
+    if with_callback:
+        cbs.append(
+            ConvexOptimalityCallback(
+                every_n_train_steps=args.every,
+                probe=args.probe,
+                extra_patterns=args.extra,
+                log_model=False,
+                tracking_uri=db,
+            )
+        )
+    trainer = L.Trainer(
+        max_steps=args.steps,
+        callbacks=cbs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(Regressor(data.tensors[0].shape[1], args.width), DataLoader(data, batch_size=64))
+    return (clock.steps - 1) / (clock.t1 - clock.t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--d", type=int, default=8)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--probe", type=int, default=256)
+    ap.add_argument("--extra", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((args.n, args.d)).astype(np.float32)
+    y = np.maximum(X @ rng.standard_normal(args.d), 0) + 0.1 * rng.standard_normal(args.n)
+    data = TensorDataset(torch.tensor(X), torch.tensor(y.astype(np.float32)))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = f"sqlite:///{tmp}/bench.db"
+        run(True, args, data, db)  # warm-up (imports, MLflow tables)
+        without, with_cb = [], []
+        for _ in range(args.repeats):
+            without.append(run(False, args, data, db))
+            with_cb.append(run(True, args, data, db))
+    out = {
+        "steps_per_s_without": statistics.median(without),
+        "steps_per_s_with": statistics.median(with_cb),
+        "ratio_with_over_without": statistics.median(with_cb) / statistics.median(without),
+        "runs_without": without,
+        "runs_with": with_cb,
+        "args": vars(args),
+    }
+    out["overhead_percent"] = 100 * (1 - out["ratio_with_over_without"])
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
