@@ -75,6 +75,15 @@ def default_linear_solver() -> str:
 
 
 def _gpu_present() -> bool:
+    """An NVIDIA GPU is visible: the driver's device nodes (no torch needed, so a CPU torch
+    in a GPU image does not hide the GPU), or torch's CUDA where torch has it."""
+    import glob
+    import os
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return True
     try:
         import torch
 
@@ -432,4 +441,5 @@ class SCSSolver:
                 "cols": int(form.n_vars),
             },
             warm={"x": out["x"], "y": out["y"], "s": out["s"]},
+            dual_fit=-(form.fit_coef * out["y"][form.fit_rows]),
         )

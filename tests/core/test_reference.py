@@ -89,3 +89,15 @@ def test_cpu_indirect_backend_agrees_with_qdldl():
     b = make_solver("scs", linear_solver="cpu_indirect").solve(problem, pats, eps=1e-8)
     assert a.backend == "scs-qdldl" and b.backend == "scs-cpu_indirect"
     assert b.objective == pytest.approx(a.objective, rel=REL)
+
+
+@pytest.mark.parametrize("solver", ["scs", "cvxpy"])
+@pytest.mark.parametrize("loss", ["squared", "logistic", "hinge"])
+def test_certificate_closes_the_bracket_for_every_loss(solver, loss):
+    # exact enumeration (rank 3 with the bias) and the solver's dual make LB tight, also for
+    # the non-smooth hinge loss where -grad l at the optimum is not the optimal dual
+    problem = random_instance(21, loss, output_bias=True, n=12)
+    report = solve(problem, SolveOptions(patterns="all", solver=solver, eps=1e-8))
+    assert report.status == "optimal" and report.lower_bound_method == "exact_enumeration"
+    bracket_ok(report)
+    assert report.lower_bound == pytest.approx(report.convex_objective, rel=REL)
