@@ -86,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="own | sample:K | all (default: the file's patterns if present, "
         "else own with weights, else all when enumerable)",
     )
-    p.add_argument("--solver", default="scs", choices=["scs", "cvxpy"])
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=["auto", "scs", "workset", "cvxpy"],
+        help="auto (default): SCS on the full conic form for small programs, the working-set "
+        "solver beyond; cvxpy: the reference model (Clarabel)",
+    )
     p.add_argument("--eps", type=float, default=1e-6, help="solver tolerance (default 1e-6)")
     p.add_argument(
         "--linear-solver",

@@ -19,6 +19,8 @@ from .problem import Network, Problem
 from .solvers import SOLVERS, ConvexSolution, SolverResult, make_solver
 from .weights import convex_to_network, network_to_convex, prune, width
 
+# above this many nonzeros in the full conic form, ``auto`` uses the working-set solver
+AUTO_FULL_FORM_NNZ = 200_000
 _PATTERN_RE = re.compile(r"^(auto|own|all|given|sample:(\d+))$")
 
 
@@ -32,7 +34,7 @@ class SolveOptions:
     """
 
     patterns: str = "auto"
-    solver: str = "scs"
+    solver: str = "auto"
     eps: float = 1e-6
     linear_solver: str = "auto"
     cvxpy_solver: str = "CLARABEL"
@@ -47,8 +49,10 @@ class SolveOptions:
             raise ValueError(
                 f"patterns: must be auto, own, all, given or sample:K, got {self.patterns!r}"
             )
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver: must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.solver not in ("auto", *SOLVERS):
+            raise ValueError(
+                f"solver: must be one of auto, {', '.join(SOLVERS)}, got {self.solver!r}"
+            )
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             raise ValueError(f"eps: must be in (0, 1), got {self.eps!r}")
         if self.time_limit is not None and not self.time_limit > 0:
@@ -56,10 +60,19 @@ class SolveOptions:
         if self.lower_bound not in ("auto", "exact", "bound"):
             raise ValueError(f"lower_bound: must be auto, exact or bound, got {self.lower_bound!r}")
 
-    def make_solver(self):
-        if self.solver == "scs":
+    def solver_name(self, n: int, d: int, num_patterns: int) -> str:
+        """The solver ``auto`` stands for: SCS on the full conic form while that form is small
+        (about ``2 P n d`` nonzeros), the working-set solver beyond, where the full form is
+        slow or does not converge (benchmarks/README.md)."""
+        if self.solver != "auto":
+            return self.solver
+        return "scs" if 2 * num_patterns * n * d <= AUTO_FULL_FORM_NNZ else "workset"
+
+    def make_solver(self, n: int = 0, d: int = 0, num_patterns: int = 0):
+        name = self.solver_name(n, d, num_patterns)
+        if name == "scs":
             return make_solver("scs", linear_solver=self.linear_solver)
-        if self.solver == "workset":
+        if name == "workset":
             return make_solver("workset", linear_solver=self.linear_solver)
         return make_solver("cvxpy", solver=self.cvxpy_solver)
 
@@ -216,7 +229,7 @@ def solve(
     t0 = time.perf_counter()
     deadline = None if options.time_limit is None else t0 + options.time_limit
     mode, chosen, own = resolve_patterns(problem, options)
-    solver = options.make_solver()
+    solver = options.make_solver(problem.n, problem.d, max(chosen.shape[0], 1))
     net = problem.network
 
     F = None

@@ -23,7 +23,11 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "pattern": "^(auto|own|all|given|sample:[0-9]+)$",
             "default": "auto",
         },
-        "solver": {"type": "string", "enum": ["scs", "cvxpy"], "default": "scs"},
+        "solver": {
+            "type": "string",
+            "enum": ["auto", "scs", "workset", "cvxpy"],
+            "default": "auto",
+        },
         "eps": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 1e-6},
         "linear_solver": {"type": "string", "default": "auto"},
         "cvxpy_solver": {"type": "string", "default": "CLARABEL"},

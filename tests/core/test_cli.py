@@ -153,8 +153,17 @@ def test_progress_line_on_a_terminal_only(tmp_path):
 
     path = tmp_path / "c.npz"
     save_problem(path, case_c())
-    args = [sys.executable, "-m", "lightning_relucvx.cli", "solve", str(path), "--patterns",
-            "all", "--eps", "1e-9"]
+    args = [
+        sys.executable,
+        "-m",
+        "lightning_relucvx.cli",
+        "solve",
+        str(path),
+        "--patterns",
+        "all",
+        "--eps",
+        "1e-9",
+    ]
     master, slave = pty.openpty()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
