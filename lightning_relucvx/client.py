@@ -6,8 +6,13 @@ Every client has ``solve(...) -> Report`` (blocking) and ``submit(...) -> Future
 from __future__ import annotations
 
 import contextlib
+import pickle
+import subprocess
+import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from .core import Report, SolveOptions, solve
@@ -45,12 +50,23 @@ class SolverClient(Protocol):
 
 
 class InProcessSolver:
-    """Solves in this process on a background thread pool (SCS releases the GIL)."""
+    """Solves on this machine, without a service.
+
+    ``processes=True`` (the default) runs the solves in persistent child processes at a lower
+    CPU priority (``nice``), so that the solver's Python work never competes with the
+    training loop for the GIL and the OS favours training when cores are scarce.
+    ``processes=False`` solves on a thread of this process (SCS itself releases the GIL).
+    """
 
     name = "in-process"
 
-    def __init__(self, max_workers: int = 1) -> None:
+    def __init__(self, max_workers: int = 1, *, processes: bool = True, nice: int = 10) -> None:
+        self.processes = processes
+        self.nice = nice
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="relucvx-solve")
+        self._idle: list[_SolverProcess] = []
+        self._all: list[_SolverProcess] = []
+        self._lock = threading.Lock()
 
     def solve(
         self,
@@ -62,8 +78,22 @@ class InProcessSolver:
     ) -> Report:
         options = options or SolveOptions()
         if timeout is not None and (options.time_limit is None or options.time_limit > timeout):
-            options = SolveOptions(**{**options.__dict__, "time_limit": timeout})
-        return solve(problem, options, warm_start=warm_start)
+            options = replace(options, time_limit=timeout)
+        if not self.processes:
+            return solve(problem, options, warm_start=warm_start)
+        with self._lock:
+            proc = self._idle.pop() if self._idle else None
+            if proc is None:
+                proc = _SolverProcess(self.nice)
+                self._all.append(proc)
+        try:
+            return proc.call(problem, options, warm_start)
+        finally:
+            with self._lock:
+                if proc.alive:
+                    self._idle.append(proc)
+                else:
+                    self._all.remove(proc)
 
     def submit(
         self,
@@ -90,6 +120,53 @@ class InProcessSolver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            procs, self._all, self._idle = self._all, [], []
+        for proc in procs:
+            proc.stop()
+
+
+class _SolverProcess:
+    """One persistent ``lightning_relucvx.solve_worker`` child and its pipes."""
+
+    def __init__(self, nice: int) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "lightning_relucvx.solve_worker", str(nice)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def call(self, problem: Problem, options: SolveOptions, warm: ConvexSolution | None) -> Report:
+        from .solve_worker import read_frame, write_frame
+
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            write_frame(self._proc.stdin, pickle.dumps((problem, options, warm)))
+            frame = read_frame(self._proc.stdout)
+        except (BrokenPipeError, OSError):
+            frame = None
+        if frame is None:
+            self.stop()
+            raise RuntimeError(
+                f"the solver process exited (code {self._proc.returncode}) during the solve"
+            )
+        kind, value = pickle.loads(frame)  # our own child's answer
+        if kind == "error":
+            raise value
+        return value
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class SolverServiceError(RuntimeError):

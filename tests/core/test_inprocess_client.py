@@ -1,0 +1,45 @@
+"""The default in-process client: solves in a persistent, lower-priority child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from cases import CASE_C_OPT, case_b, case_c
+
+from lightning_relucvx.client import InProcessSolver
+from lightning_relucvx.core import SolveOptions, solve
+
+
+def test_child_process_solve_equals_direct_solve_and_errors_propagate():
+    client = InProcessSolver()
+    try:
+        options = SolveOptions(patterns="all", eps=1e-8)
+        remote = client.submit(case_c(), options).result(timeout=300)
+        direct = solve(case_c(), options)
+        assert remote.convex_objective == pytest.approx(direct.convex_objective, rel=1e-12)
+        assert remote.convex_objective == pytest.approx(CASE_C_OPT, rel=1e-5)
+        assert remote.optimal_network.width == direct.optimal_network.width
+        with pytest.raises(ValueError, match="needs network weights"):
+            client.solve(case_b(), SolveOptions(patterns="own"))
+        (proc,) = client._all  # one persistent child served all three requests
+        assert proc.alive
+    finally:
+        client.close()
+    assert not proc.alive
+
+
+def test_a_killed_child_fails_its_solve_and_the_next_one_works():
+    client = InProcessSolver()
+    try:
+        client.solve(case_b(), SolveOptions(patterns="all"))
+        (proc,) = client._all
+        os.kill(proc._proc.pid, signal.SIGKILL)
+        proc._proc.wait()
+        with pytest.raises(RuntimeError, match="solver process exited"):
+            client.solve(case_b(), SolveOptions(patterns="all"))
+        report = client.solve(case_b(), SolveOptions(patterns="all"))
+        assert report.ok and client._all[0] is not proc
+    finally:
+        client.close()
