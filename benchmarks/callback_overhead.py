@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_relucvx import TwoLayerReLU
 from lightning_relucvx.callback import ConvexOptimalityCallback
+from lightning_relucvx.client import InProcessSolver
 
 
 class Regressor(L.LightningModule):
@@ -55,6 +56,7 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> float:
     torch.manual_seed(0)
     clock = StepClock()
     cbs: list[L.Callback] = [clock]
+    client = InProcessSolver(processes=not args.thread_solver)
     if with_callback:
         cbs.append(
             ConvexOptimalityCallback(
@@ -63,6 +65,7 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> float:
                 extra_patterns=args.extra,
                 log_model=False,
                 tracking_uri=db,
+                solver=client,
             )
         )
     trainer = L.Trainer(
@@ -74,7 +77,12 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> float:
         enable_model_summary=False,
         accelerator="cpu",
     )
-    trainer.fit(Regressor(data.tensors[0].shape[1], args.width), DataLoader(data, batch_size=64))
+    try:
+        trainer.fit(
+            Regressor(data.tensors[0].shape[1], args.width), DataLoader(data, batch_size=64)
+        )
+    finally:
+        client.close()
     return (clock.steps - 1) / (clock.t1 - clock.t0)
 
 
@@ -89,6 +97,11 @@ def main() -> None:
     ap.add_argument("--probe", type=int, default=256)
     ap.add_argument("--extra", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    ap.add_argument(
+        "--thread-solver",
+        action="store_true",
+        help="solve on a thread of the training process instead of the default child process",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
