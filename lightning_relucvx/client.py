@@ -49,7 +49,26 @@ class SolverClient(Protocol):
     def close(self) -> None: ...
 
 
-class InProcessSolver:
+class _BackgroundSubmit:
+    """``submit`` for clients whose ``solve`` blocks: the call runs on ``self._pool``."""
+
+    _pool: ThreadPoolExecutor
+
+    def submit(
+        self,
+        problem: Problem,
+        options: SolveOptions | None = None,
+        *,
+        warm_start: ConvexSolution | None = None,
+        timeout: float | None = None,
+    ) -> Future[Report]:
+        """Start ``solve`` in the background; the future holds its Report or its error."""
+        return self._pool.submit(
+            self.solve, problem, options, warm_start=warm_start, timeout=timeout
+        )
+
+
+class InProcessSolver(_BackgroundSubmit):
     """Solves on this machine, without a service.
 
     ``processes=True`` (the default) runs the solves in persistent child processes at a lower
@@ -94,18 +113,6 @@ class InProcessSolver:
                     self._idle.append(proc)
                 else:
                     self._all.remove(proc)
-
-    def submit(
-        self,
-        problem: Problem,
-        options: SolveOptions | None = None,
-        *,
-        warm_start: ConvexSolution | None = None,
-        timeout: float | None = None,
-    ) -> Future[Report]:
-        return self._pool.submit(
-            self.solve, problem, options, warm_start=warm_start, timeout=timeout
-        )
 
     def info(self) -> dict[str, Any]:
         from . import __version__
@@ -192,7 +199,7 @@ class SolverTimedOut(SolverServiceError, TimeoutError):
 _RETRY_STATUS = (429, 500, 502, 503)
 
 
-class HTTPSolver:
+class HTTPSolver(_BackgroundSubmit):
     """Solves on the solver service (``relucvx serve``) over HTTP.
 
     ``binary`` (default) sends msgpack, else JSON. Connection errors, 5xx (except 504) and
@@ -334,18 +341,6 @@ class HTTPSolver:
         )
         self._check(resp, "solve")
         return wire.decode_result(resp.content, resp.headers.get("content-type"))
-
-    def submit(
-        self,
-        problem: Problem,
-        options: SolveOptions | None = None,
-        *,
-        warm_start: ConvexSolution | None = None,
-        timeout: float | None = None,
-    ) -> Future[Report]:
-        return self._pool.submit(
-            self.solve, problem, options, warm_start=warm_start, timeout=timeout
-        )
 
     def info(self) -> dict[str, Any]:
         resp = self._request("GET", "/v1/info")

@@ -74,6 +74,20 @@ def default_linear_solver() -> str:
     return gpu_linear_solver() or "qdldl"
 
 
+def resolve_linear_solver(name: str) -> str:
+    """Check an SCS backend name; ``auto`` becomes :func:`default_linear_solver`."""
+    if name not in LINEAR_SOLVERS:
+        raise ValueError(f"linear_solver: must be one of {', '.join(LINEAR_SOLVERS)}, got {name!r}")
+    if name == "auto":
+        return default_linear_solver()
+    if name not in available_linear_solvers():
+        raise ValueError(
+            f"linear_solver: {name!r} is not available in this SCS build "
+            f"(available: {', '.join(available_linear_solvers())})"
+        )
+    return name
+
+
 def _gpu_present() -> bool:
     """An NVIDIA GPU is visible: the driver's device nodes (no torch needed, so a CPU torch
     in a GPU image does not hide the GPU), or torch's CUDA where torch has it."""
@@ -371,18 +385,7 @@ class SCSSolver:
     def __init__(
         self, linear_solver: str = "auto", max_iters: int = 200_000, scale: float = 1.0, **settings
     ) -> None:
-        if linear_solver not in LINEAR_SOLVERS:
-            raise ValueError(
-                f"linear_solver: must be one of {', '.join(LINEAR_SOLVERS)}, got {linear_solver!r}"
-            )
-        if linear_solver == "auto":
-            linear_solver = default_linear_solver()
-        elif linear_solver not in available_linear_solvers():
-            raise ValueError(
-                f"linear_solver: {linear_solver!r} is not available in this SCS build "
-                f"(available: {', '.join(available_linear_solvers())})"
-            )
-        self.linear_solver = linear_solver
+        self.linear_solver = resolve_linear_solver(linear_solver)
         self.settings = {"max_iters": max_iters, "scale": scale, **settings}
         self.name = f"scs-{linear_solver}"
 

@@ -30,14 +30,12 @@ from ..problem import Problem
 from .base import ConvexSolution, SolverResult
 from .scs import (
     _STATUS,
-    LINEAR_SOLVERS,
     ConicForm,
     _solution_from_x,
-    available_linear_solvers,
     block_weights,
     build,
-    default_linear_solver,
     matched_blocks,
+    resolve_linear_solver,
     warm_point,
 )
 
@@ -274,18 +272,7 @@ class WorkingSetSolver:
         near_margin: float = 1e-2,
         **settings,
     ) -> None:
-        if linear_solver not in LINEAR_SOLVERS:
-            raise ValueError(
-                f"linear_solver: must be one of {', '.join(LINEAR_SOLVERS)}, got {linear_solver!r}"
-            )
-        if linear_solver == "auto":
-            linear_solver = default_linear_solver()
-        elif linear_solver not in available_linear_solvers():
-            raise ValueError(
-                f"linear_solver: {linear_solver!r} is not available in this SCS build "
-                f"(available: {', '.join(available_linear_solvers())})"
-            )
-        self.linear_solver = linear_solver
+        self.linear_solver = resolve_linear_solver(linear_solver)
         self.settings = {"max_iters": max_iters, "scale": scale, **settings}
         self.max_rounds = max_rounds
         self.init_blocks = init_blocks
@@ -427,10 +414,10 @@ class WorkingSetSolver:
             form = build(problem, patterns, ws.blocks(), ws.row_lists())
             if time_limit is not None:
                 left = time_limit - (time.perf_counter() - t0)
-                if left <= 0:
+                if left <= 0 and prev is not None:
                     status = "time_limit"
                     break
-                settings["time_limit_secs"] = float(left)
+                settings["time_limit_secs"] = max(float(left), 1e-3)  # round 0 always runs
             if prev is None:
                 x0 = warm_point(problem, form, patterns, start)
                 y0 = s0 = None
@@ -449,6 +436,13 @@ class WorkingSetSolver:
             total_iters += int(info["iter"])
             status = _STATUS.get(int(info["status_val"]), "failed")
             prev = (form, out)
+            if (
+                status not in ("optimal", "optimal_inaccurate")
+                and time_limit is not None
+                and time.perf_counter() - t0 >= 0.99 * time_limit
+            ):
+                status = "time_limit"  # the inner solver ran out of the time left
+                break
             W = block_weights(form, out["x"])
             # primal check over every cone row of the working blocks (absent blocks are 0)
             blocks = form.blocks
