@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from .core import Report, SolveOptions, solve
@@ -95,9 +94,7 @@ class InProcessSolver(_BackgroundSubmit):
         warm_start: ConvexSolution | None = None,
         timeout: float | None = None,
     ) -> Report:
-        options = options or SolveOptions()
-        if timeout is not None and (options.time_limit is None or options.time_limit > timeout):
-            options = replace(options, time_limit=timeout)
+        options = (options or SolveOptions()).within(timeout)
         if not self.processes:
             return solve(problem, options, warm_start=warm_start)
         with self._lock:
@@ -324,9 +321,7 @@ class HTTPSolver(_BackgroundSubmit):
 
         from . import wire
 
-        options = options or SolveOptions()
-        if timeout is not None and (options.time_limit is None or options.time_limit > timeout):
-            options = SolveOptions(**{**options.__dict__, "time_limit": timeout})
+        options = (options or SolveOptions()).within(timeout)
         body = wire.encode_request(problem, options, warm_start, binary=self.binary)
         ctype = wire.media_type(self.binary)
         headers = {

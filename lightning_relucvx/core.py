@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,12 @@ class SolveOptions:
             raise ValueError(f"time_limit: must be > 0 seconds, got {self.time_limit!r}")
         if self.lower_bound not in ("auto", "exact", "bound"):
             raise ValueError(f"lower_bound: must be auto, exact or bound, got {self.lower_bound!r}")
+
+    def within(self, timeout: float | None) -> SolveOptions:
+        """These options with ``time_limit`` lowered to ``timeout`` (None: unchanged)."""
+        if timeout is None or (self.time_limit is not None and self.time_limit <= timeout):
+            return self
+        return replace(self, time_limit=timeout)
 
     def solver_name(self, n: int, d: int, num_patterns: int) -> str:
         """The solver ``auto`` stands for: SCS on the full conic form while that form is small

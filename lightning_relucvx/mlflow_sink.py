@@ -24,22 +24,6 @@ from .problem import Network
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PREFIX = "relucvx"
 
-# metric name -> field of a snapshot record (see callback.SnapshotRecord.metrics)
-METRICS = (
-    "nonconvex_objective",
-    "convex_objective_own",
-    "convex_objective_sampled",
-    "local_gap",
-    "relative_local_gap",
-    "lower_bound",
-    "global_gap_lower",
-    "global_gap_upper",
-    "num_patterns",
-    "optimal_width",
-    "solve_seconds",
-    "failed",
-)
-
 
 def step_dir(step: int) -> str:
     return f"{PREFIX}/step_{step:08d}"
