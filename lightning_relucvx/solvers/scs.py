@@ -387,7 +387,7 @@ class SCSSolver:
     ) -> None:
         self.linear_solver = resolve_linear_solver(linear_solver)
         self.settings = {"max_iters": max_iters, "scale": scale, **settings}
-        self.name = f"scs-{linear_solver}"
+        self.name = f"scs-{self.linear_solver}"
 
     def solve(
         self,

@@ -284,7 +284,7 @@ class WorkingSetSolver:
         self.inner = inner
         self.max_add_rows = max_add_rows
         self.near_margin = near_margin
-        self.name = f"workset-scs-{linear_solver}" if inner == "scs" else "workset-clarabel"
+        self.name = f"workset-scs-{self.linear_solver}" if inner == "scs" else "workset-clarabel"
 
     # -- helpers -----------------------------------------------------------------------
     def _dual_check(

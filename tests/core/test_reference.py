@@ -76,6 +76,11 @@ def test_unknown_or_missing_linear_solver_is_refused():
 
     with pytest.raises(ValueError, match=r"^linear_solver: must be one of"):
         make_solver("scs", linear_solver="magic")
+    # "auto" resolves to a real backend, and the solver's name says which
+    assert make_solver("scs").name in {f"scs-{s}" for s in available_linear_solvers()}
+    assert make_solver("workset", inner="scs").name in {
+        f"workset-scs-{s}" for s in available_linear_solvers()
+    }
     missing = [s for s in ("cudss", "gpu_indirect") if s not in available_linear_solvers()]
     for name in missing:
         with pytest.raises(ValueError, match="not available in this SCS build"):
