@@ -1,10 +1,13 @@
 """Overhead of ConvexOptimalityCallback on training throughput, with background solving.
 
-One process, one run: the same model and data trained alternately without and with the
-callback (in-process solver, background worker, a snapshot every ``--every`` steps), repeated
-``--repeats`` times; prints steps/second of each and the ratio with/without.
+One process, one run: the same model and data trained without and with the callback
+(in-process solver, background worker, a snapshot every ``--every`` steps) in ABBA order
+(without, with, with, without, ...: a drift of the machine's speed over the run cancels),
+``--repeats`` pairs; prints steps/second of each, the ratio with/without, and what the solver
+did: snapshots solved or skipped, seconds per solve and its duty cycle (solve seconds over
+training seconds; at 1.0 the solver never rests and snapshots are skipped).
 
-    python benchmarks/callback_overhead.py [--steps 600] [--every 100] [--repeats 3]
+    python benchmarks/callback_overhead.py [--steps 3000] [--every 250] [--repeats 4]
 """
 
 from __future__ import annotations
@@ -52,22 +55,22 @@ class StepClock(L.Callback):
         self.steps = trainer.global_step
 
 
-def run(with_callback: bool, args, data: TensorDataset, db: str) -> float:
+def run(with_callback: bool, args, data: TensorDataset, db: str) -> dict:
     torch.manual_seed(0)
     clock = StepClock()
     cbs: list[L.Callback] = [clock]
     client = InProcessSolver(processes=not args.thread_solver)
+    cb = None
     if with_callback:
-        cbs.append(
-            ConvexOptimalityCallback(
-                every_n_train_steps=args.every,
-                probe=args.probe,
-                extra_patterns=args.extra,
-                log_model=False,
-                tracking_uri=db,
-                solver=client,
-            )
+        cb = ConvexOptimalityCallback(
+            every_n_train_steps=args.every,
+            probe=args.probe,
+            extra_patterns=args.extra,
+            log_model=False,
+            tracking_uri=db,
+            solver=client,
         )
+        cbs.append(cb)
     trainer = L.Trainer(
         max_steps=args.steps,
         callbacks=cbs,
@@ -83,14 +86,26 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> float:
         )
     finally:
         client.close()
-    return (clock.steps - 1) / (clock.t1 - clock.t0)
+    seconds = clock.t1 - clock.t0
+    out = {"steps_per_s": (clock.steps - 1) / seconds}
+    if cb is not None:
+        solved = [h for h in cb.history if not h["failed"]]
+        solve_s = [h["solve_seconds"] for h in solved]
+        out.update(
+            snapshots=len(cb.history),
+            solved=len(solved),
+            skipped=sum(h["status"] == "skipped" for h in cb.history),
+            mean_solve_s=statistics.mean(solve_s) if solve_s else None,
+            duty_cycle=sum(solve_s) / seconds,
+        )
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--every", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--every", type=int, default=250)
+    ap.add_argument("--repeats", type=int, default=4, help="ABBA pairs")
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--d", type=int, default=8)
     ap.add_argument("--width", type=int, default=64)
@@ -113,13 +128,22 @@ def main() -> None:
         db = f"sqlite:///{tmp}/bench.db"
         run(True, args, data, db)  # warm-up (imports, MLflow tables)
         without, with_cb = [], []
-        for _ in range(args.repeats):
-            without.append(run(False, args, data, db))
-            with_cb.append(run(True, args, data, db))
+        for i in range(args.repeats):  # ABBA: without, with, with, without, ...
+            for mode in (False, True) if i % 2 == 0 else (True, False):
+                (with_cb if mode else without).append(run(mode, args, data, db))
+    a = [r["steps_per_s"] for r in without]
+    b = [r["steps_per_s"] for r in with_cb]
+    ratios = [y / x for x, y in zip(a, b)]
     out = {
-        "steps_per_s_without": statistics.median(without),
-        "steps_per_s_with": statistics.median(with_cb),
-        "ratio_with_over_without": statistics.median(with_cb) / statistics.median(without),
+        "steps_per_s_without": statistics.median(a),
+        "steps_per_s_with": statistics.median(b),
+        "ratio_with_over_without": statistics.median(b) / statistics.median(a),
+        "pair_ratios": ratios,
+        "solver": {
+            k: statistics.median(r[k] for r in with_cb if r[k] is not None)
+            for k in ("snapshots", "solved", "skipped", "mean_solve_s", "duty_cycle")
+            if any(r[k] is not None for r in with_cb)
+        },
         "runs_without": without,
         "runs_with": with_cb,
         "args": vars(args),

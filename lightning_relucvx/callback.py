@@ -35,8 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import __version__
 from .adapters import Head, UnsupportedModelError, resolve_head
@@ -44,6 +42,8 @@ from .bounds import nonconvex_objective
 from .client import InProcessSolver, SolverClient
 from .core import Report, SolveOptions
 from .mlflow_sink import MLflowSink
+from .pl import VERSION as LIGHTNING_VERSION
+from .pl import Callback, LightningModule, MisconfigurationException, Trainer
 from .problem import Network, Problem
 from .training_objective import (
     LOSS_NAMES,
@@ -267,6 +267,7 @@ class ConvexOptimalityCallback(Callback):
         self.last_snapshot_step: int = -1
         self.warm_started_step: int = -1
         self._run_id: str | None = None  # own run, for resume
+        self._state_key: tuple[tuple[int | None, int | None], str] | None = None
         self._head: Head | None = None
         self._decay: DecayInfo | None = None
         self._beta: float | None = None
@@ -280,6 +281,7 @@ class ConvexOptimalityCallback(Callback):
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._latest: _Solved | None = None
+        self._warned_skip = False
         self._probe_x: torch.Tensor | None = None
         self._probe_X: np.ndarray | None = None
         self._probe_y: np.ndarray | None = None
@@ -290,9 +292,14 @@ class ConvexOptimalityCallback(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(
-            every_n_train_steps=self.every_n_train_steps, every_n_epochs=self.every_n_epochs
-        )
+        # Lightning reads this on every hook call (for its profiler's names): cache it
+        schedule = (self.every_n_train_steps, self.every_n_epochs)
+        if self._state_key is None or self._state_key[0] != schedule:
+            key = self._generate_state_key(
+                every_n_train_steps=schedule[0], every_n_epochs=schedule[1]
+            )
+            self._state_key = (schedule, key)
+        return self._state_key[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -368,6 +375,7 @@ class ConvexOptimalityCallback(Callback):
         self._pending = []
         self._logged = set()
         self._latest = None
+        self._warned_skip = False
         if not trainer.is_global_zero:
             return
         self._load_probe(trainer)
@@ -387,9 +395,12 @@ class ConvexOptimalityCallback(Callback):
                 stacklevel=2,
             )
             self._sink = None
+        start = getattr(self._client, "start", None)
+        if callable(start):  # e.g. spawn the solver process now, not at the first snapshot
+            start()
         self._solve_pool = ThreadPoolExecutor(1, thread_name_prefix="relucvx-callback")
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="relucvx-mlflow")
-        self._log(self._log_setup)
+        self._guarded(self._log_setup)  # before the first step, not during it
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -452,6 +463,15 @@ class ConvexOptimalityCallback(Callback):
             return
         self._pending = [(s, f) for s, f in self._pending if not f.done()]
         if len(self._pending) >= self.max_pending or self._solve_pool is None:
+            if not self._warned_skip and self._solve_pool is not None:
+                self._warned_skip = True
+                warnings.warn(
+                    f"ConvexOptimalityCallback: the solver is not keeping up: the snapshot at "
+                    f"step {step} is skipped ({len(self._pending)} pending, max_pending="
+                    f"{self.max_pending}). Snapshot less often (every_n_train_steps) to have "
+                    "every snapshot solved and the solver idle between them.",
+                    stacklevel=2,
+                )
             self._record_failure(
                 step, epoch, "skipped", f"{len(self._pending)} snapshots pending (max_pending)"
             )
@@ -691,7 +711,6 @@ class ConvexOptimalityCallback(Callback):
             )
 
     def _log_setup(self) -> None:
-        import lightning
         import scs
 
         assert self._sink is not None and self._loss is not None
@@ -725,7 +744,7 @@ class ConvexOptimalityCallback(Callback):
                 "solver_info": json.dumps(info, default=str)[:4000],
                 "version": __version__,
                 "torch_version": torch.__version__,
-                "lightning_version": lightning.__version__,
+                "lightning_version": LIGHTNING_VERSION,
                 "scs_version": getattr(scs, "__version__", "?"),
             }
         )

@@ -81,10 +81,21 @@ class InProcessSolver(_BackgroundSubmit):
     def __init__(self, max_workers: int = 1, *, processes: bool = True, nice: int = 10) -> None:
         self.processes = processes
         self.nice = nice
+        self.max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="relucvx-solve")
         self._idle: list[_SolverProcess] = []
         self._all: list[_SolverProcess] = []
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the solver processes now (they start at the first solve otherwise)."""
+        if not self.processes:
+            return
+        with self._lock:
+            while len(self._all) < self.max_workers:
+                proc = _SolverProcess(self.nice)
+                self._all.append(proc)
+                self._idle.append(proc)
 
     def solve(
         self,

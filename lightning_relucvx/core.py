@@ -208,6 +208,19 @@ def _solve_over(
     return solver.solve(problem, pats, eps=options.eps, warm_start=warm, time_limit=remaining)
 
 
+def _check_warm_start(problem: Problem, warm: ConvexSolution) -> None:
+    P = warm.patterns.shape[0]
+    if warm.patterns.shape != (P, problem.n):
+        raise ValueError(
+            f"warm_start: patterns must be (P, n={problem.n}), got {warm.patterns.shape}"
+        )
+    for name, M in (("U", warm.U), ("V", warm.V)):
+        if M.shape != (P, problem.d):
+            raise ValueError(
+                f"warm_start: {name} must be (P={P}, d={problem.d}) for this problem, got {M.shape}"
+            )
+
+
 def _worst(*statuses: str) -> str:
     order = [
         "optimal",
@@ -229,7 +242,8 @@ def solve(
 
     With network weights: ``F``, ``p_own`` (local gap), ``p_S`` when the pattern set is
     larger than the network's own, and the dual lower bound. ``warm_start`` (a previous
-    solution) seeds the solver; blocks are matched by pattern.
+    solution, else the network's own convex point) seeds the solver; blocks are matched by
+    pattern. The answer is the same with or without it; only the time differs.
     """
     options = options or SolveOptions()
     t0 = time.perf_counter()
@@ -238,6 +252,8 @@ def solve(
     solver = options.make_solver(problem.n, problem.d, max(chosen.shape[0], 1))
     net = problem.network
 
+    if warm_start is not None:
+        _check_warm_start(problem, warm_start)
     F = None
     res_own = None
     if net is not None and own is not None:

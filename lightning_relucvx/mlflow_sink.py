@@ -52,8 +52,9 @@ class MLflowSink:
         ``run_id`` resumes a run this sink created earlier (when no logger or active run).
         """
         import mlflow
-        from lightning.pytorch.loggers import MLFlowLogger
         from mlflow.tracking import MlflowClient
+
+        from .pl import MLFlowLogger
 
         for lg in loggers:
             if isinstance(lg, MLFlowLogger):

@@ -221,7 +221,7 @@ def options_to_mapping(options: SolveOptions) -> dict[str, Any]:
     return dataclasses.asdict(options)
 
 
-def _warm_in(data: Any, n: int) -> ConvexSolution | None:
+def _warm_in(data: Any, n: int, d: int) -> ConvexSolution | None:
     if data is None:
         return None
     if not isinstance(data, Mapping):
@@ -238,8 +238,11 @@ def _warm_in(data: Any, n: int) -> ConvexSolution | None:
     pats = pats.astype(bool)
     U = np.asarray(_value_in("warm_start.U", data["U"]), dtype=np.float64)
     V = np.asarray(_value_in("warm_start.V", data["V"]), dtype=np.float64)
-    if U.ndim != 2 or U.shape != V.shape or U.shape[0] != pats.shape[0]:
-        raise WireError("warm_start.U/V: must both be (P, d) with P rows as in patterns")
+    if U.ndim != 2 or U.shape != V.shape or U.shape != (pats.shape[0], d):
+        raise WireError(
+            f"warm_start.U/V: must both be (P={pats.shape[0]}, d={d}) (P as in patterns, d "
+            f"the columns of X plus the bias column), got {U.shape} and {V.shape}"
+        )
     if not (np.all(np.isfinite(U)) and np.all(np.isfinite(V))):
         raise WireError("warm_start.U/V: contain NaN or inf")
     b = data.get("b")
@@ -305,7 +308,7 @@ def decode_request(
     except ValueError as exc:
         raise WireError(str(exc)) from exc
     options = options_from_mapping(data.get("options"))
-    warm = _warm_in(data.get("warm_start"), problem.n)
+    warm = _warm_in(data.get("warm_start"), problem.n, problem.d)
     return problem, options, warm
 
 

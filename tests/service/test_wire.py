@@ -116,3 +116,13 @@ def test_malformed_bodies():
         wire.decode_request(b"\xc1\xc1\xc1", wire.MSGPACK)
     with pytest.raises(wire.WireError, match="must be an object"):
         wire.decode_request(b"[1, 2]", wire.JSON)
+
+
+def test_warm_start_of_the_wrong_width_is_refused():
+    p = instance(30, 4, 5, network=True)
+    warm = solve(p, SolveOptions(patterns="own")).solution
+    body = json.loads(wire.encode_request(p, warm_start=warm, binary=False))
+    d = p.d
+    body["warm_start"]["U"] = [row + [0.0] for row in body["warm_start"]["U"]]
+    with pytest.raises(wire.WireError, match=rf"warm_start.U/V: must both be \(P=\d+, d={d}\)"):
+        wire.decode_request(json.dumps(body).encode(), wire.JSON)

@@ -35,7 +35,8 @@ def check_certified(problem, res, eps=1e-6):
 @pytest.mark.parametrize("inner", ["clarabel", "scs"])
 def test_matches_full_scs_and_clarabel_on_small_s(inner):
     problem, pats = small(120, 6, 24)  # S-like: n=500, d=10, P=64 scaled down
-    ws = make_solver("workset", inner=inner).solve(problem, pats, eps=1e-6)
+    # full_rows=0: grow a working set even though this program is small enough to solve whole
+    ws = make_solver("workset", inner=inner, full_rows=0).solve(problem, pats, eps=1e-6)
     full = make_solver("scs").solve(problem, pats, eps=1e-7)
     ref = make_solver("cvxpy", solver="CLARABEL").solve(problem, pats, eps=1e-9)
     check_certified(problem, ws)
@@ -43,6 +44,17 @@ def test_matches_full_scs_and_clarabel_on_small_s(inner):
     assert abs(full.objective - ref.objective) <= 1e-5 * abs(ref.objective)
     # fewer rows than the full program: the point of the strategy
     assert ws.info["working_rows"] < ws.info["total_rows"]
+
+
+def test_a_small_program_is_solved_whole_in_one_round():
+    problem, pats = small(120, 6, 24)
+    assert 2 * pats.shape[0] * problem.n <= 40_000
+    whole = make_solver("workset").solve(problem, pats, eps=1e-6)
+    grown = make_solver("workset", full_rows=0).solve(problem, pats, eps=1e-6)
+    check_certified(problem, whole)
+    assert whole.info["rounds"] == 1 < grown.info["rounds"]
+    assert whole.info["working_rows"] == whole.info["total_rows"]
+    assert whole.objective == pytest.approx(grown.objective, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -75,7 +87,7 @@ def test_case_c_all_patterns_through_core():
 
 def test_warm_start_needs_fewer_rounds_and_iterations():
     problem, pats = small(150, 5, 30, seed=4)
-    solver = make_solver("workset")
+    solver = make_solver("workset", full_rows=0)
     cold = solver.solve(problem, pats, eps=1e-6)
     # a neighbouring snapshot: the same data, the pattern set reordered and partly new;
     # blocks of the previous solution are matched by pattern
