@@ -13,8 +13,12 @@ training seconds; at 1.0 the solver never rests and snapshots are skipped).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -27,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_relucvx import TwoLayerReLU
 from lightning_relucvx.callback import ConvexOptimalityCallback
-from lightning_relucvx.client import InProcessSolver
+from lightning_relucvx.client import THREAD_VARIABLES, InProcessSolver
 
 
 class Regressor(L.LightningModule):
@@ -101,6 +105,21 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def background_load():
+    """A plain numerical process beside training: the same one thread at the same low
+    priority as the solver process, busy with cache-sized matrix products throughout."""
+    code = "import numpy as np\na = np.random.rand(600, 600)\nwhile True:\n    a @ a\n"
+    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")}
+    proc = subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", code], env=env)
+    time.sleep(1.0)  # past numpy's import
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3000)
@@ -117,6 +136,11 @@ def main() -> None:
         action="store_true",
         help="solve on a thread of the training process instead of the default child process",
     )
+    ap.add_argument(
+        "--reference-load",
+        action="store_true",
+        help="also time training (no callback) beside a plain numpy process that never rests",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -127,10 +151,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite:///{tmp}/bench.db"
         run(True, args, data, db)  # warm-up (imports, MLflow tables)
-        without, with_cb = [], []
+        without, with_cb, loaded = [], [], []
         for i in range(args.repeats):  # ABBA: without, with, with, without, ...
             for mode in (False, True) if i % 2 == 0 else (True, False):
                 (with_cb if mode else without).append(run(mode, args, data, db))
+            if args.reference_load:
+                with background_load():
+                    loaded.append(run(False, args, data, db))
     a = [r["steps_per_s"] for r in without]
     b = [r["steps_per_s"] for r in with_cb]
     ratios = [y / x for x, y in zip(a, b)]
@@ -149,6 +176,14 @@ def main() -> None:
         "args": vars(args),
     }
     out["overhead_percent"] = 100 * (1 - out["ratio_with_over_without"])
+    if loaded:
+        c = [r["steps_per_s"] for r in loaded]
+        out["reference_load"] = {
+            "what": "no callback; a numpy matrix-product process (one thread, nice 10) runs "
+            "throughout, as the solver process would without rest",
+            "steps_per_s": statistics.median(c),
+            "ratio_over_without": statistics.median(c) / statistics.median(a),
+        }
     print(json.dumps(out, indent=1))
 
 

@@ -59,3 +59,19 @@ def test_a_warm_start_that_does_not_fit_the_problem_is_refused_by_name():
     # a fitting warm start changes nothing but the time
     again = solve(p, SolveOptions(patterns="all"), warm_start=good)
     assert again.convex_objective == pytest.approx(CASE_C_OPT, rel=1e-5)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="reads /proc")
+def test_solver_processes_start_early_and_cap_their_threads():
+    client = InProcessSolver(threads=1)
+    try:
+        client.start()  # the callback starts them before the first training step
+        (proc,) = client._all
+        with open(f"/proc/{proc._proc.pid}/environ", "rb") as fh:
+            env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
+            assert env[var.encode()] == b"1"
+        rep = client.solve(case_b(), SolveOptions(patterns="all"))
+        assert rep.ok and client._all == [proc]  # the started process did the solve
+    finally:
+        client.close()
