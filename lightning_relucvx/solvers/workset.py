@@ -262,8 +262,8 @@ class WorkingSetSolver:
     ``max_add_rows``: violated rows added per block and round at most (None: all);
     ``near_margin``: with a block's violated rows, add those whose relative margin is below;
     ``full_rows``: a program with at most this many cone rows (``2Pn``) starts with all of
-    them and every block, so one inner solve settles it (on snapshots of n=256, d=9, P=64:
-    2.5 s, against 4-5 s grown from a working set).
+    them and every block, so one inner solve settles it (snapshots with n=256, d=9, P=64:
+    3.3-4.2 s per ``solve()``, against 4.1-5.3 s grown from a working set).
     """
 
     def __init__(
