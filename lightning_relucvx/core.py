@@ -208,19 +208,6 @@ def _solve_over(
     return solver.solve(problem, pats, eps=options.eps, warm_start=warm, time_limit=remaining)
 
 
-def _check_warm_start(problem: Problem, warm: ConvexSolution) -> None:
-    P = warm.patterns.shape[0]
-    if warm.patterns.shape != (P, problem.n):
-        raise ValueError(
-            f"warm_start: patterns must be (P, n={problem.n}), got {warm.patterns.shape}"
-        )
-    for name, M in (("U", warm.U), ("V", warm.V)):
-        if M.shape != (P, problem.d):
-            raise ValueError(
-                f"warm_start: {name} must be (P={P}, d={problem.d}) for this problem, got {M.shape}"
-            )
-
-
 def _worst(*statuses: str) -> str:
     order = [
         "optimal",
@@ -253,7 +240,7 @@ def solve(
     net = problem.network
 
     if warm_start is not None:
-        _check_warm_start(problem, warm_start)
+        warm_start.check_fits(problem.n, problem.d)
     F = None
     res_own = None
     if net is not None and own is not None:

@@ -232,23 +232,20 @@ def _warm_in(data: Any, n: int, d: int) -> ConvexSolution | None:
     for key in ("patterns", "U", "V"):
         if key not in data:
             raise WireError(f"warm_start.{key}: missing")
-    pats = _patterns_in("warm_start.patterns", data["patterns"])
-    if pats.ndim != 2 or pats.shape[1] != n:
-        raise WireError(f"warm_start.patterns: must be (P, n={n}), got shape {pats.shape}")
-    pats = pats.astype(bool)
+    pats = _patterns_in("warm_start.patterns", data["patterns"]).astype(bool)
     U = np.asarray(_value_in("warm_start.U", data["U"]), dtype=np.float64)
     V = np.asarray(_value_in("warm_start.V", data["V"]), dtype=np.float64)
-    if U.ndim != 2 or U.shape != V.shape or U.shape != (pats.shape[0], d):
-        raise WireError(
-            f"warm_start.U/V: must both be (P={pats.shape[0]}, d={d}) (P as in patterns, d "
-            f"the columns of X plus the bias column), got {U.shape} and {V.shape}"
-        )
-    if not (np.all(np.isfinite(U)) and np.all(np.isfinite(V))):
-        raise WireError("warm_start.U/V: contain NaN or inf")
     b = data.get("b")
     if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float))):
         raise WireError("warm_start.b: must be a number or null")
-    return ConvexSolution(pats, U, V, None if b is None else float(b))
+    warm = ConvexSolution(pats, U, V, None if b is None else float(b))
+    try:
+        warm.check_fits(n, d)
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
+    if not (np.all(np.isfinite(U)) and np.all(np.isfinite(V))):
+        raise WireError("warm_start.U/V: contain NaN or inf")
+    return warm
 
 
 def _check_depth(obj: Any, depth: int = 0) -> None:

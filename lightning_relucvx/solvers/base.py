@@ -52,6 +52,21 @@ class ConvexSolution:
         viol = np.maximum(0.0, -(np.vstack([S, S]) * (W @ Xa.T)))
         return float(viol.max() / scale)
 
+    def check_fits(self, n: int, d: int) -> None:
+        """Raise ``ValueError`` (naming the field) unless this point fits a problem with
+        ``n`` data points and ``d`` columns (bias column included); used for warm starts."""
+        P = self.patterns.shape[0]
+        if self.patterns.shape != (P, n):
+            raise ValueError(
+                f"warm_start.patterns: must be (P, n={n}), got shape {self.patterns.shape}"
+            )
+        for name, M in (("U", self.U), ("V", self.V)):
+            if M.shape != (P, d):
+                raise ValueError(
+                    f"warm_start.{name}: must be (P={P}, d={d}) (P as in patterns, d the "
+                    f"columns of X plus the bias column), got {M.shape}"
+                )
+
     def zero_like(self) -> ConvexSolution:
         return ConvexSolution(
             self.patterns,

@@ -51,10 +51,10 @@ def test_a_warm_start_that_does_not_fit_the_problem_is_refused_by_name():
     p = case_c()
     good = solve(p, SolveOptions(patterns="all")).solution
     wide = ConvexSolution(good.patterns, good.U[:, :1], good.V[:, :1], good.b)
-    with pytest.raises(ValueError, match=r"warm_start: U must be \(P=\d+, d=3\)"):
+    with pytest.raises(ValueError, match=r"warm_start\.U: must be \(P=\d+, d=3\)"):
         solve(p, SolveOptions(patterns="all"), warm_start=wide)
     short = ConvexSolution(good.patterns[:, :-1], good.U, good.V, good.b)
-    with pytest.raises(ValueError, match=r"warm_start: patterns must be \(P, n="):
+    with pytest.raises(ValueError, match=r"warm_start\.patterns: must be \(P, n="):
         solve(p, SolveOptions(patterns="all"), warm_start=short)
     # a fitting warm start changes nothing but the time
     again = solve(p, SolveOptions(patterns="all"), warm_start=good)
