@@ -397,7 +397,14 @@ class ConvexOptimalityCallback(Callback):
             self._sink = None
         start = getattr(self._client, "start", None)
         if callable(start):  # e.g. spawn the solver process now, not at the first snapshot
-            start()
+            try:
+                start()
+            except Exception as exc:  # each snapshot's solve will try again and record it
+                warnings.warn(
+                    f"ConvexOptimalityCallback: the solver did not start: "
+                    f"{type(exc).__name__}: {exc}",
+                    stacklevel=2,
+                )
         self._solve_pool = ThreadPoolExecutor(1, thread_name_prefix="relucvx-callback")
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="relucvx-mlflow")
         self._guarded(self._log_setup)  # before the first step, not during it

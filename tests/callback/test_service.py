@@ -58,3 +58,29 @@ def test_slow_service_every_snapshot_solved_or_failed(tmp_path):
         assert h["lower_bound"] <= h["convex_objective_own"] * (1 + 1e-6)
         assert h["convex_objective_own"] <= h["nonconvex_objective"] * (1 + 1e-6)
     assert {h["status"] for h in cb.history if h["failed"]} <= {"skipped", "error", "timeout"}
+
+
+def test_an_in_process_solver_that_cannot_start_never_stops_training(tmp_path):
+    from lightning_relucvx.client import InProcessSolver
+
+    class Broken(InProcessSolver):
+        def start(self) -> None:
+            raise OSError("no processes left")
+
+        def solve(self, *args, **kwargs):
+            raise OSError("no processes left")
+
+    uri = f"sqlite:///{tmp_path / 'broken.db'}"
+    broken = Broken()
+    x, y = regression_data(seed=5)
+    cb = ConvexOptimalityCallback(
+        every_n_train_steps=5, solver=broken, tracking_uri=uri, drain_timeout=30
+    )
+    tr = trainer([cb], max_epochs=5)
+    with pytest.warns(UserWarning, match="the solver did not start: OSError: no processes left"):
+        tr.fit(Regressor(two_layer(1, 6, seed=5)), loader(x, y, batch_size=15))
+    assert tr.global_step == 10  # every step trained
+    failed = _failed_by_step(uri)
+    assert sorted(failed) == [5, 10] and all(v == 1.0 for v in failed.values())
+    assert {h["status"] for h in cb.history} == {"error"}
+    broken.close()
