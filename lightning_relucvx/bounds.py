@@ -135,12 +135,13 @@ def lower_bound(
         s = dual_scale_bound(problem.Xa, lam)
         method, certified = "norm_bound", True
     theta_max = 1.0 if s <= problem.beta else problem.beta / s
-    value = _best_scaling(problem, lam, theta_max)
+    value = best_scaling(problem, lam, theta_max)
     return LowerBound(value, certified, method, float(s), direction, sign)
 
 
-def _best_scaling(problem: Problem, lam: np.ndarray, theta_max: float) -> float:
-    """``max_{0 <= theta <= theta_max} -l*(-theta lam)`` (concave in theta)."""
+def best_scaling(problem: Problem, lam: np.ndarray, theta_max: float) -> float:
+    """``max_{0 <= theta <= theta_max} -l*(-theta lam)`` (concave in theta): the best dual
+    value along ``lam`` when ``theta_max lam`` is dual feasible."""
 
     def f(theta: float) -> float:
         return losses.dual_value(problem.loss, theta * lam, problem.y, problem.loss_scale)

@@ -15,17 +15,25 @@ Violated rows and blocks join the working set and the inner solver restarts (SCS
 from the previous primal, dual and slack, carried over by row/column key). When nothing
 is violated, the restricted primal point is feasible for the full program and the
 restricted dual point, extended by zeros (and by the cone multipliers the check found), is
-dual feasible for it, so the reported objective, maximum violation and duality gap are
-those of the full program.
+dual feasible for it.
+
+Every round is also certified on the full program (:class:`Certificate`): the round's
+point with each block that violates a cone row projected onto its cone (exactly feasible),
+and the fit's multiplier scaled by ``min(1, beta / s)``, ``s`` the largest block residual
+over all ``2P`` blocks (dual feasible whatever the inner solver's accuracy). The reported
+objective, maximum violation and duality gap are those of this pair; a round whose
+relative gap is within ``gap_tol`` ends the solve even if some rows are still violated.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
-from .. import losses
+from .. import bounds, cones, losses
 from ..problem import Problem
 from .base import ConvexSolution, SolverResult
 from .scs import (
@@ -50,6 +58,22 @@ def _remap(old_keys: np.ndarray, old_vals: np.ndarray, new_keys: np.ndarray) -> 
     out = np.zeros(len(new_keys))
     out[hit] = old_vals[order[pos[hit]]]
     return out
+
+
+@dataclass
+class Certificate:
+    """A feasible point of the full program, its objective and a dual lower bound."""
+
+    point: ConvexSolution
+    primal: float
+    lower: float
+
+    @property
+    def gap(self) -> float:
+        return self.primal - self.lower
+
+    def relative_gap(self) -> float:
+        return self.gap / max(abs(self.primal), 1e-12)
 
 
 _CLARABEL_STATUS = {
@@ -263,7 +287,8 @@ class WorkingSetSolver:
     ``near_margin``: with a block's violated rows, add those whose relative margin is below;
     ``full_rows``: a program with at most this many cone rows (``2Pn``) starts with all of
     them and every block, so one inner solve settles it (snapshots with n=256, d=9, P=64:
-    3.3-4.2 s per ``solve()``, against 4.1-5.3 s grown from a working set).
+    3.3-4.2 s per ``solve()``, against 4.1-5.3 s grown from a working set);
+    ``gap_tol``: the relative certified gap that ends the solve (default ``eps / 10``).
     """
 
     def __init__(
@@ -280,6 +305,7 @@ class WorkingSetSolver:
         max_add_rows: int | None = None,
         near_margin: float = 1e-2,
         full_rows: int = 40_000,
+        gap_tol: float | None = None,
         **settings,
     ) -> None:
         self.linear_solver = resolve_linear_solver(linear_solver)
@@ -295,6 +321,7 @@ class WorkingSetSolver:
         self.max_add_rows = max_add_rows
         self.near_margin = near_margin
         self.full_rows = full_rows
+        self.gap_tol = gap_tol
         self.name = f"workset-scs-{self.linear_solver}" if inner == "scs" else "workset-clarabel"
 
     # -- helpers -----------------------------------------------------------------------
@@ -330,8 +357,9 @@ class WorkingSetSolver:
             p, sign = int(k) % P, (1.0 if k < P else -1.0)
             g = sign * G[p]
             m = -sign * Mg[p]  # margins of the ascent direction -g
-            if m.min() >= 0:  # -g lies in the cone: mu = 0 is optimal
-                resid[j] = np.linalg.norm(g)
+            gn = float(np.linalg.norm(g))
+            if m.min() >= 0 or gn <= self._beta:  # mu = 0 is optimal, or good enough
+                resid[j] = gn
                 support.append(np.zeros(0, dtype=np.int64))
                 continue
             order = np.argsort(m)
@@ -365,6 +393,52 @@ class WorkingSetSolver:
         q = max(1, int(np.ceil(self.init_rows * n)))
         near = np.argpartition(m, min(q, n - 1))[:q]
         return np.union1d(near, np.nonzero(m < 0)[0])
+
+    def _certificate(
+        self,
+        problem: Problem,
+        patterns: np.ndarray,
+        S: np.ndarray,
+        form: ConicForm,
+        out: dict,
+        lam: np.ndarray,
+        resid_absent: np.ndarray,
+    ) -> Certificate:
+        """A feasible point and a dual lower bound of the full program from one round.
+
+        Primal: the round's point with each block that violates a cone row projected onto
+        its cone (exactly feasible). Dual: ``-theta lam`` with ``theta = min(1, beta / s)``
+        and ``s`` the largest block residual ``||sign_k X^T D_k lam - X^T S_k mu_k||`` over
+        all ``2P`` blocks: the inner solver's cone multipliers (clipped at 0) for the working
+        blocks, the dual check's ``mu`` for the absent ones. Any ``mu >= 0`` bounds the
+        block's dual constraint from above, so the bound holds whatever the inner accuracy.
+        """
+        Xa = problem.Xa
+        n = Xa.shape[0]
+        P = patterns.shape[0]
+        sol = _solution_from_x(form, patterns, out["x"])
+        W = np.vstack([sol.U, sol.V])
+        blocks = form.blocks
+        marg = self._margins(Xa, S, W, blocks)
+        for j in np.nonzero(marg.min(axis=1) < 0)[0]:
+            k = blocks[j]
+            W[k] = cones.project(cones.cone_rows(Xa, patterns[k % P]), W[k])
+        point = ConvexSolution(patterns, W[:P], W[P:], sol.b)
+        primal = point.objective(problem)
+        z, keys = form.cone["z"], form.cone_keys
+        mu = np.maximum(out["y"][z : z + len(keys)], 0.0)
+        kb, kr = keys // n, keys % n
+        C = sp.csr_matrix(
+            (mu * S[kb % P, kr], (np.searchsorted(blocks, kb), kr)), shape=(len(blocks), n)
+        )
+        G = (patterns * lam[None, :]) @ Xa  # (P, d)
+        sign = np.where(blocks < P, 1.0, -1.0)[:, None]
+        resid = np.linalg.norm(sign * G[blocks % P] - C @ Xa, axis=1)
+        s_max = max(float(resid.max(initial=0.0)), float(resid_absent.max(initial=0.0)))
+        s_max *= 1.0 + 1e-9  # round-off in the residuals
+        theta_max = 1.0 if s_max <= problem.beta else problem.beta / s_max
+        lower = bounds.best_scaling(problem, -lam, theta_max)
+        return Certificate(point, primal, lower)
 
     # -- solve -------------------------------------------------------------------------
     def solve(
@@ -422,9 +496,12 @@ class WorkingSetSolver:
         history = []
         out = info = form = None
         row_tol = 0.1 * eps
+        gap_tol = self.gap_tol if self.gap_tol is not None else 0.1 * eps
+        cert = None
         converged = False
         status = "failed"
         for rnd in range(self.max_rounds):
+            t_round = time.perf_counter()
             form = build(problem, patterns, ws.blocks(), ws.row_lists())
             if time_limit is not None:
                 left = time_limit - (time.perf_counter() - t0)
@@ -440,12 +517,14 @@ class WorkingSetSolver:
                 x0 = _remap(pf.col_keys(), po["x"], form.col_keys())
                 rk, pk = form.row_keys(), pf.row_keys()
                 y0, s0 = _remap(pk, po["y"], rk), _remap(pk, po["s"], rk)
+            t_inner = time.perf_counter()
             if self.inner == "scs":
                 out = _solve_scs(form, settings, x0, y0, s0)
             else:
                 out = _solve_clarabel(
                     form, problem, min(eps, 1e-8), settings.get("time_limit_secs")
                 )
+            t_inner = time.perf_counter() - t_inner
             info = out
             total_iters += int(info["iter"])
             status = _STATUS.get(int(info["status_val"]), "failed")
@@ -477,7 +556,14 @@ class WorkingSetSolver:
                 if bad.size:
                     n_new_rows += ws.add_rows(k, bad)
             # dual check of absent blocks: ||sign X^T D_k lam - X^T S_k mu|| <= beta, mu >= 0
-            lam = form.fit_coef * out["y"][form.fit_rows]
+            # the fit's multiplier (the loss gradient), projected onto the dual's domain
+            lam = -losses.project_dual(
+                problem.loss,
+                -form.fit_coef * out["y"][form.fit_rows],
+                y,
+                problem.loss_scale,
+                sum_zero=problem.output_bias,
+            )
             absent = np.setdiff1d(np.arange(2 * P), blocks)
             resid, support = self._dual_check(Xa, S, patterns, lam, absent, xnorm, full=True)
             excess = resid / beta - 1.0
@@ -487,6 +573,9 @@ class WorkingSetSolver:
             viol_blocks = absent[bad]
             for j in bad:
                 ws.add_block(absent[j], support[j])
+            cert = None
+            if status in ("optimal", "optimal_inaccurate"):
+                cert = self._certificate(problem, patterns, S, form, out, lam, resid)
             history.append(
                 {
                     "round": rnd,
@@ -497,18 +586,23 @@ class WorkingSetSolver:
                     "new_blocks": len(viol_blocks),
                     "max_violation": float(max(0.0, viol.max())) if viol.size else 0.0,
                     "dual_infeasibility": dual_infeas,
+                    "relative_gap": cert.relative_gap() if cert is not None else None,
                     "status": status,
+                    "inner_seconds": t_inner,
+                    "seconds": time.perf_counter() - t_round,
                 }
             )
-            if status not in ("optimal", "optimal_inaccurate"):
+            if cert is None:
                 break
-            if n_new_rows == 0 and len(viol_blocks) == 0:
+            if (n_new_rows == 0 and len(viol_blocks) == 0) or cert.relative_gap() <= gap_tol:
                 converged = True
                 break
 
-        sol = _solution_from_x(form, patterns, out["x"])
-        objective = sol.objective(problem)
-        dobj = float(info["dobj"])
+        if cert is not None:  # the certified point and bound of the full program
+            sol, objective, dobj = cert.point, cert.primal, cert.lower
+        else:
+            sol = _solution_from_x(form, patterns, out["x"])
+            objective, dobj = sol.objective(problem), float(info["dobj"])
         if not converged and status in ("optimal", "optimal_inaccurate"):
             status = "max_iters"
         if status == "failed" and int(info["iter"]) >= self.settings["max_iters"]:

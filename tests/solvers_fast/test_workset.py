@@ -57,6 +57,40 @@ def test_a_small_program_is_solved_whole_in_one_round():
     assert whole.objective == pytest.approx(grown.objective, rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("loss", "output_bias"), [("squared", False), ("squared", True), ("logistic", True)]
+)
+def test_every_round_certifies_a_bracket_of_the_full_optimum(loss, output_bias):
+    """Stopped after each round, the solver still returns an exactly feasible point and a
+    dual bound of the full program that bracket the reference optimum."""
+    problem, pats = small(100, 5, 20, seed=3, loss=loss, output_bias=output_bias)
+    ref = make_solver("cvxpy", solver="CLARABEL").solve(problem, pats, eps=1e-9).objective
+    full = make_solver("workset", full_rows=0).solve(problem, pats, eps=1e-6)
+    rounds = full.info["rounds"]
+    assert rounds >= 2  # so the early stops below are really incomplete working sets
+    gaps = []
+    for r in range(1, rounds + 1):
+        res = make_solver("workset", full_rows=0, max_rounds=r).solve(problem, pats, eps=1e-6)
+        assert res.solution.max_violation(problem.Xa) <= 1e-12
+        assert res.objective == pytest.approx(res.solution.objective(problem), rel=1e-12)
+        tol = 1e-7 * max(1.0, abs(ref))
+        assert res.dual_objective - tol <= ref <= res.objective + tol, r
+        assert res.duality_gap == pytest.approx(res.objective - res.dual_objective)
+        gaps.append(res.duality_gap / abs(res.objective))
+    assert gaps[0] > 1e-6 >= gaps[-1]  # the first round is far from certified, the last is
+
+
+def test_a_loose_gap_tolerance_stops_early_and_says_how_far_it_is():
+    problem, pats = small(100, 5, 20, seed=3)
+    ref = make_solver("cvxpy", solver="CLARABEL").solve(problem, pats, eps=1e-9).objective
+    tight = make_solver("workset", full_rows=0).solve(problem, pats, eps=1e-6)
+    loose = make_solver("workset", full_rows=0, gap_tol=0.5).solve(problem, pats, eps=1e-6)
+    assert loose.status == "optimal"
+    assert loose.info["rounds"] < tight.info["rounds"]
+    assert loose.duality_gap <= 0.5 * loose.objective
+    assert loose.dual_objective <= ref <= loose.objective
+
+
 @pytest.mark.slow
 def test_matches_clarabel_on_small_m():
     problem, pats = small(300, 12, 40, seed=1)  # M-like, scaled down
