@@ -212,18 +212,33 @@ def _solve_clarabel(
     return _clarabel_out(sol, x, yy, ss, dobj_shift=0.5 * scale * float(y @ y))
 
 
+# blocks with a norm below this fraction of the largest are zero (an interior-point solution
+# leaves every working block slightly nonzero; carrying those into the next working set
+# made seeded solves up to 30x slower)
+DEAD_BLOCK = 1e-6
+
+
+def significant(W: np.ndarray) -> np.ndarray:
+    """Rows of ``W`` (blocks) whose norm is above ``DEAD_BLOCK`` times the largest."""
+    norms = np.linalg.norm(W, axis=1)
+    top = float(norms.max(initial=0.0))
+    return norms > DEAD_BLOCK * top if top > 0 else np.zeros(len(W), dtype=bool)
+
+
 def carried_blocks(Xa: np.ndarray, patterns: np.ndarray, start: ConvexSolution) -> np.ndarray:
     """The nonzero blocks of a previous solution placed on ``patterns`` (2P, d).
 
-    Blocks whose pattern is in ``patterns`` keep it (:func:`matched_blocks`); each other
-    nonzero block ``w`` goes to the free pattern whose cone ``w`` violates on the fewest data
-    points (consecutive snapshots of a training run shift the network's own patterns by a
-    few points). One product scores all of them.
+    Blocks below ``DEAD_BLOCK`` of the largest are dropped. Blocks whose pattern is in
+    ``patterns`` keep it (:func:`matched_blocks`); each other nonzero block ``w`` goes to
+    the free pattern whose cone ``w`` violates on the fewest data points (consecutive
+    snapshots of a training run shift the network's own patterns by a few points). One
+    product scores all of them.
     """
-    W = matched_blocks(patterns, start)
-    P = patterns.shape[0]
     prev = np.vstack([start.U, start.V])
+    prev[~significant(prev)] = 0.0
     Pp = start.patterns.shape[0]
+    W = matched_blocks(patterns, ConvexSolution(start.patterns, prev[:Pp], prev[Pp:], start.b))
+    P = patterns.shape[0]
     placed = {p.tobytes() for p in np.packbits(patterns, axis=1)}
     keys = np.packbits(start.patterns, axis=1)
     todo = [
@@ -279,8 +294,12 @@ class WorkingSetSolver:
     small, badly conditioned restricted programs) or ``scs`` (warm-started across rounds;
     ``linear_solver`` and SCS ``settings`` apply).
 
-    ``init_blocks``: how many blocks (by dual residual) start in the working set on a cold
-    start; ``warm_blocks``: the same on a warm start, besides the carried nonzero blocks;
+    ``use_warm_start``: start from a given ``warm_start``'s blocks (off by default: the
+    interior-point inner solver cannot start from a point, so a seed can only change the
+    first working set, and on snapshots of a training run that made solves 1.1-1.5x
+    slower, not faster; see ``benchmarks/README.md``); ``init_blocks``: how many blocks (by
+    dual residual) start in the working set on a cold start; ``warm_blocks``: the same on a
+    warm start, besides the carried nonzero blocks;
     ``init_rows``: fraction of each carried block's rows (those closest to its cone's
     boundary) that start in it; ``max_add_blocks``: blocks added per round at most;
     ``max_add_rows``: violated rows added per block and round at most (None: all);
@@ -306,6 +325,7 @@ class WorkingSetSolver:
         near_margin: float = 1e-2,
         full_rows: int = 40_000,
         gap_tol: float | None = None,
+        use_warm_start: bool = False,
         **settings,
     ) -> None:
         self.linear_solver = resolve_linear_solver(linear_solver)
@@ -322,6 +342,7 @@ class WorkingSetSolver:
         self.near_margin = near_margin
         self.full_rows = full_rows
         self.gap_tol = gap_tol
+        self.use_warm_start = use_warm_start
         self.name = f"workset-scs-{self.linear_solver}" if inner == "scs" else "workset-clarabel"
 
     # -- helpers -----------------------------------------------------------------------
@@ -406,18 +427,20 @@ class WorkingSetSolver:
     ) -> Certificate:
         """A feasible point and a dual lower bound of the full program from one round.
 
-        Primal: the round's point with each block that violates a cone row projected onto
-        its cone (exactly feasible). Dual: ``-theta lam`` with ``theta = min(1, beta / s)``
-        and ``s`` the largest block residual ``||sign_k X^T D_k lam - X^T S_k mu_k||`` over
-        all ``2P`` blocks: the inner solver's cone multipliers (clipped at 0) for the working
-        blocks, the dual check's ``mu`` for the absent ones. Any ``mu >= 0`` bounds the
-        block's dual constraint from above, so the bound holds whatever the inner accuracy.
+        Primal: the round's point, blocks below ``DEAD_BLOCK`` set to zero and each block
+        that violates a cone row projected onto its cone (exactly feasible). Dual:
+        ``-theta lam`` with ``theta = min(1, beta / s)`` and ``s`` the largest block
+        residual ``||sign_k X^T D_k lam - X^T S_k mu_k||`` over all ``2P`` blocks: the inner
+        solver's cone multipliers (clipped at 0) for the working blocks, the dual check's
+        ``mu`` for the absent ones. Any ``mu >= 0`` bounds the block's dual constraint from
+        above, so the bound holds whatever the inner accuracy.
         """
         Xa = problem.Xa
         n = Xa.shape[0]
         P = patterns.shape[0]
         sol = _solution_from_x(form, patterns, out["x"])
         W = np.vstack([sol.U, sol.V])
+        W[~significant(W)] = 0.0  # the interior-point residue of blocks that are zero
         blocks = form.blocks
         marg = self._margins(Xa, S, W, blocks)
         for j in np.nonzero(marg.min(axis=1) < 0)[0]:
@@ -459,6 +482,8 @@ class WorkingSetSolver:
         beta = problem.beta
 
         self._beta = beta
+        if not self.use_warm_start:
+            warm_start = None
         # starting point: the warm start's blocks, or the zero network
         if warm_start is not None:
             W = carried_blocks(Xa, patterns, warm_start)
