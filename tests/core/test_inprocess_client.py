@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from cases import CASE_C_OPT, case_b, case_c
@@ -67,8 +68,13 @@ def test_solver_processes_start_early_and_cap_their_threads():
     try:
         client.start()  # the callback starts them before the first training step
         (proc,) = client._all
-        with open(f"/proc/{proc._proc.pid}/environ", "rb") as fh:
-            env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
+        deadline = time.monotonic() + 10
+        while True:  # right after exec the kernel may still show an empty environment
+            with open(f"/proc/{proc._proc.pid}/environ", "rb") as fh:
+                env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
+            if env or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
             assert env[var.encode()] == b"1"
         rep = client.solve(case_b(), SolveOptions(patterns="all"))
