@@ -4,10 +4,12 @@ One process, one run: the same model and data trained without and with the callb
 (in-process solver, background worker, a snapshot every ``--every`` steps) in ABBA order
 (without, with, with, without, ...: a drift of the machine's speed over the run cancels),
 ``--repeats`` pairs; prints steps/second of each, the ratio with/without, and what the solver
-did: snapshots solved or skipped, seconds per solve and its duty cycle (solve seconds over
-training seconds; at 1.0 the solver never rests and snapshots are skipped).
+did: snapshots solved, skipped or deferred, seconds per solve and its duty cycle (solve
+seconds over training seconds; at 1.0 the solver never rests and snapshots are skipped).
+``--max-solver-load`` passes the callback's load cap (due snapshots beyond it are deferred).
 
     python benchmarks/callback_overhead.py [--steps 3000] [--every 250] [--repeats 4]
+    python benchmarks/callback_overhead.py --every 250 --max-solver-load 0.1
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> dict:
             log_model=False,
             tracking_uri=db,
             solver=client,
+            max_solver_load=args.max_solver_load,
         )
         cbs.append(cb)
     trainer = L.Trainer(
@@ -99,6 +102,7 @@ def run(with_callback: bool, args, data: TensorDataset, db: str) -> dict:
             snapshots=len(cb.history),
             solved=len(solved),
             skipped=sum(h["status"] == "skipped" for h in cb.history),
+            deferred=cb.deferred_snapshots,
             mean_solve_s=statistics.mean(solve_s) if solve_s else None,
             duty_cycle=sum(solve_s) / seconds,
         )
@@ -131,6 +135,12 @@ def main() -> None:
     ap.add_argument("--probe", type=int, default=256)
     ap.add_argument("--extra", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    ap.add_argument(
+        "--max-solver-load",
+        type=float,
+        default=None,
+        help="the callback's max_solver_load (default: none; snapshots every --every steps)",
+    )
     ap.add_argument(
         "--thread-solver",
         action="store_true",
@@ -168,7 +178,7 @@ def main() -> None:
         "pair_ratios": ratios,
         "solver": {
             k: statistics.median(r[k] for r in with_cb if r[k] is not None)
-            for k in ("snapshots", "solved", "skipped", "mean_solve_s", "duty_cycle")
+            for k in ("snapshots", "solved", "skipped", "deferred", "mean_solve_s", "duty_cycle")
             if any(r[k] is not None for r in with_cb)
         },
         "runs_without": without,
@@ -176,6 +186,10 @@ def main() -> None:
         "args": vars(args),
     }
     out["overhead_percent"] = 100 * (1 - out["ratio_with_over_without"])
+    # the mean of the pair ratios and its standard error (pairs ran next to each other)
+    out["overhead_percent_pairs"] = 100 * (1 - statistics.mean(ratios))
+    if len(ratios) > 1:
+        out["overhead_percent_pairs_stderr"] = 100 * statistics.stdev(ratios) / len(ratios) ** 0.5
     if loaded:
         c = [r["steps_per_s"] for r in loaded]
         out["reference_load"] = {

@@ -80,6 +80,7 @@ class SnapshotRecord:
     optimal_objective: float | None = None  # objective of the optimal network (= p_S)
     solve_seconds: float | None = None
     output_bias_penalty: float | None = None
+    deferred_snapshots: int | None = None  # due snapshots deferred so far (max_solver_load)
 
     def metrics(self) -> dict[str, float | None]:
         out: dict[str, float | None] = {
@@ -97,6 +98,7 @@ class SnapshotRecord:
                 "optimal_width",
                 "solve_seconds",
                 "output_bias_penalty",
+                "deferred_snapshots",
             )
         }
         out["failed"] = 1.0 if self.failed else 0.0
@@ -111,6 +113,7 @@ class _Snapshot:
     epoch: int
     problem: Problem
     options: SolveOptions
+    deferred: int | None = None  # due snapshots deferred before this one (max_solver_load)
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -153,6 +156,13 @@ class ConvexOptimalityCallback(Callback):
         wait: solve on the training thread and wait for each result.
         max_pending: snapshots waiting or being solved at most; a snapshot taken beyond this
             is logged as failed with status ``skipped``.
+        max_solver_load: the largest fraction of wall time the background solver may be
+            busy (0 < load <= 1; None: no limit). After a solve of ``s`` seconds the next
+            snapshot waits at least ``s (1/load - 1)`` seconds, and none is taken while one is
+            being solved; due snapshots in between are deferred (not taken), counted in
+            ``relucvx/deferred_snapshots``. The training slowdown grows with the solver's
+            load (``benchmarks/README.md``), so this bounds what the callback costs when the
+            time a solve takes is not known in advance.
         drain_timeout: seconds to wait at the end of training for pending solves.
         head: name of the head submodule (default: the model itself, or its only head).
         features: for a head on frozen features: a callable or submodule name applied to the
@@ -180,6 +190,7 @@ class ConvexOptimalityCallback(Callback):
         log_model: bool = True,
         wait: bool = False,
         max_pending: int = 2,
+        max_solver_load: float | None = None,
         drain_timeout: float = 300.0,
         head: str | None = None,
         features: Any = None,
@@ -222,6 +233,12 @@ class ConvexOptimalityCallback(Callback):
             raise _misconf("warm_start", warm_start, f"must be one of {WARM_START_MODES}")
         if not (isinstance(max_pending, int) and max_pending >= 1):
             raise _misconf("max_pending", max_pending, "must be an int >= 1")
+        if max_solver_load is not None and not (
+            isinstance(max_solver_load, (int, float))
+            and not isinstance(max_solver_load, bool)
+            and 0 < max_solver_load <= 1
+        ):
+            raise _misconf("max_solver_load", max_solver_load, "must be in (0, 1] or None")
         for name, val in (("solve_timeout", solve_timeout), ("drain_timeout", drain_timeout)):
             if not (isinstance(val, (int, float)) and val > 0):
                 raise _misconf(name, val, "must be a number of seconds > 0")
@@ -255,6 +272,7 @@ class ConvexOptimalityCallback(Callback):
         self.log_model = log_model
         self.wait = wait
         self.max_pending = max_pending
+        self.max_solver_load = None if max_solver_load is None else float(max_solver_load)
         self.drain_timeout = float(drain_timeout)
         self.head = head
         self.features = features
@@ -282,6 +300,9 @@ class ConvexOptimalityCallback(Callback):
         self._cancel = threading.Event()
         self._latest: _Solved | None = None
         self._warned_skip = False
+        self.deferred_snapshots = 0  # due snapshots not taken (max_solver_load)
+        self._next_allowed = 0.0  # perf_counter time before which no snapshot is taken
+        self._warned_defer = False
         self._probe_x: torch.Tensor | None = None
         self._probe_X: np.ndarray | None = None
         self._probe_y: np.ndarray | None = None
@@ -306,6 +327,7 @@ class ConvexOptimalityCallback(Callback):
             "last_snapshot_step": self.last_snapshot_step,
             "warm_started_step": self.warm_started_step,
             "history": [dict(h) for h in self.history],
+            "deferred_snapshots": self.deferred_snapshots,
             "run_id": self._sink.run_id if self._sink and self._sink.owns_run else self._run_id,
         }
 
@@ -313,6 +335,7 @@ class ConvexOptimalityCallback(Callback):
         self.last_snapshot_step = int(state_dict.get("last_snapshot_step", -1))
         self.warm_started_step = int(state_dict.get("warm_started_step", -1))
         self.history = [dict(h) for h in state_dict.get("history", [])]
+        self.deferred_snapshots = int(state_dict.get("deferred_snapshots", 0))
         self._run_id = state_dict.get("run_id")
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -376,6 +399,8 @@ class ConvexOptimalityCallback(Callback):
         self._logged = set()
         self._latest = None
         self._warned_skip = False
+        self._warned_defer = False
+        self._next_allowed = 0.0
         if not trainer.is_global_zero:
             return
         self._load_probe(trainer)
@@ -429,6 +454,12 @@ class ConvexOptimalityCallback(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
             self._drain()
+            if self.max_solver_load is not None:  # including those after the last snapshot
+                self._log(
+                    self._log_metrics,
+                    {"deferred_snapshots": float(self.deferred_snapshots)},
+                    trainer.global_step,
+                )
         if self.warm_start in ("end", "every"):
             self._apply_warm_start(trainer, pl_module)
         if trainer.is_global_zero:
@@ -457,8 +488,28 @@ class ConvexOptimalityCallback(Callback):
         if self.warm_start == "every":
             self._apply_warm_start(trainer, pl_module)
 
+    def _over_load(self) -> bool:
+        """Taking a snapshot now would push the solver's load above ``max_solver_load``."""
+        load = self.max_solver_load
+        if load is None:
+            return False
+        if time.perf_counter() < self._next_allowed:
+            return True
+        return load < 1 and any(not f.done() for _, f in self._pending)
+
     def _take_snapshot(self, trainer: Trainer) -> None:
         step, epoch = trainer.global_step, trainer.current_epoch
+        if self._over_load():
+            self.deferred_snapshots += 1
+            if not self._warned_defer:
+                self._warned_defer = True
+                warnings.warn(
+                    f"ConvexOptimalityCallback: the snapshot at step {step} is deferred to keep "
+                    f"the solver's load under max_solver_load={self.max_solver_load}; deferred "
+                    "snapshots are counted in relucvx/deferred_snapshots.",
+                    stacklevel=2,
+                )
+            return
         try:
             snap = self._snapshot(step, epoch)
         except Exception as exc:
@@ -519,7 +570,8 @@ class ConvexOptimalityCallback(Callback):
                 "time_limit": self.solve_timeout,
             }
         )
-        return _Snapshot(step, epoch, problem, options)
+        deferred = self.deferred_snapshots if self.max_solver_load is not None else None
+        return _Snapshot(step, epoch, problem, options, deferred)
 
     def _solve_and_record(self, snap: _Snapshot) -> None:
         """Solve one snapshot and log its outcome (runs on the worker thread)."""
@@ -528,7 +580,11 @@ class ConvexOptimalityCallback(Callback):
             return
         try:
             assert self._client is not None
-            report = self._client.solve(snap.problem, snap.options, timeout=self.solve_timeout)
+            t0 = time.perf_counter()
+            try:
+                report = self._client.solve(snap.problem, snap.options, timeout=self.solve_timeout)
+            finally:
+                self._rest_after(time.perf_counter() - t0)
         except Exception as exc:
             warnings.warn(
                 f"ConvexOptimalityCallback: solve for step {snap.step} failed: "
@@ -538,6 +594,12 @@ class ConvexOptimalityCallback(Callback):
             self._record_failure(snap.step, snap.epoch, "error", f"{type(exc).__name__}: {exc}")
             return
         self._record_report(snap, report)
+
+    def _rest_after(self, seconds: float) -> None:
+        """After a solve of ``seconds``: no snapshot for ``seconds (1/load - 1)``."""
+        if self.max_solver_load is not None:
+            rest = seconds * (1.0 / self.max_solver_load - 1.0)
+            self._next_allowed = max(self._next_allowed, time.perf_counter() + rest)
 
     def _record_report(self, snap: _Snapshot, report: Report) -> None:
         ok = report.ok and report.optimal_network is not None
@@ -551,6 +613,7 @@ class ConvexOptimalityCallback(Callback):
             nonconvex_objective=report.nonconvex_objective,
             solve_seconds=report.solve_seconds,
             output_bias_penalty=self._output_bias_penalty(snap.problem),
+            deferred_snapshots=snap.deferred,
         )
         if ok:
             rec.convex_objective_own = report.convex_objective_own

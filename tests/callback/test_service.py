@@ -84,3 +84,26 @@ def test_an_in_process_solver_that_cannot_start_never_stops_training(tmp_path):
     assert sorted(failed) == [5, 10] and all(v == 1.0 for v in failed.values())
     assert {h["status"] for h in cb.history} == {"error"}
     broken.close()
+
+
+def test_max_solver_load_defers_snapshots_and_counts_them(tmp_path):
+    """With the in-process solver (a real child process) and a load cap of 1%: the first
+    snapshot is solved; every later due step comes while it is solved or during the rest
+    that follows (99x the solve), so it is deferred, not taken, skipped or failed, and the
+    count reaches MLflow at the last step."""
+    uri = f"sqlite:///{tmp_path / 'load.db'}"
+    x, y = regression_data(seed=7)
+    cb = ConvexOptimalityCallback(
+        every_n_train_steps=1, tracking_uri=uri, max_solver_load=0.01, log_model=False
+    )
+    tr = trainer([cb], max_epochs=10)
+    with pytest.warns(UserWarning, match="deferred to keep the solver's load under"):
+        tr.fit(Regressor(two_layer(1, 6, seed=7)), loader(x, y, batch_size=15))
+    assert tr.global_step == 20
+    assert [(h["step"], h["failed"]) for h in cb.history] == [(1, False)]
+    assert cb.deferred_snapshots == 19
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("relucvx").experiment_id])
+    hist = client.get_metric_history(run.info.run_id, "relucvx/deferred_snapshots")
+    assert sorted((m.step, m.value) for m in hist) == [(1, 0.0), (20, 19.0)]
+    assert cb.state_dict()["deferred_snapshots"] == 19
