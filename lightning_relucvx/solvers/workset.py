@@ -296,7 +296,7 @@ class WorkingSetSolver:
 
     ``use_warm_start``: start from a given ``warm_start``'s blocks (off by default: the
     interior-point inner solver cannot start from a point, so a seed can only change the
-    first working set, and on snapshots of a training run that made solves 1.1-1.5x
+    first working set, and on snapshots of a training run that made solves 1.1-1.35x
     slower, not faster; see ``benchmarks/README.md``); ``init_blocks``: how many blocks (by
     dual residual) start in the working set on a cold start; ``warm_blocks``: the same on a
     warm start, besides the carried nonzero blocks;
