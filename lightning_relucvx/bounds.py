@@ -29,10 +29,13 @@ def nonconvex_objective(problem: Problem, network: Network) -> float:
 
 
 def cone_max(A: np.ndarray, g: np.ndarray) -> tuple[float, np.ndarray]:
-    """``max g^T u`` over ``{A u >= 0, ||u|| <= 1}`` (``= ||proj_K(g)||``) and a maximizer."""
-    proj = cones.project(A, g)
+    """``max g^T u`` over ``{A u >= 0, ||u|| <= 1}`` (``= ||proj_K(g)||``) and a maximizer.
+
+    The value is an upper bound, exact up to round-off (a certified bound needs it not to
+    fall short); the maximizer is the normalized projection."""
+    proj, bound = cones.project_and_bound(A, g)
     norm = float(np.linalg.norm(proj))
-    return norm, (proj / norm if norm > 0 else proj)
+    return bound, (proj / norm if norm > 0 else proj)
 
 
 def dual_scale_exact(
