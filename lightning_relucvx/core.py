@@ -229,8 +229,9 @@ def solve(
 
     With network weights: ``F``, ``p_own`` (local gap), ``p_S`` when the pattern set is
     larger than the network's own, and the dual lower bound. ``warm_start`` (a previous
-    solution, else the network's own convex point) seeds the solver; blocks are matched by
-    pattern. The answer is the same with or without it; only the time differs.
+    solution, else the network's own convex point where the solver gains from it) seeds the
+    solver; blocks are matched by pattern. The answer is the same with or without it; only
+    the time differs.
     """
     options = options or SolveOptions()
     t0 = time.perf_counter()
@@ -245,7 +246,9 @@ def solve(
     res_own = None
     if net is not None and own is not None:
         F = bounds.nonconvex_objective(problem, net)
-        seed = warm_start or network_to_convex(problem, net)
+        seed = warm_start
+        if seed is None and getattr(solver, "seeds_from_network", True):
+            seed = network_to_convex(problem, net)
         res_own = _solve_over(problem, own, options, solver, seed, deadline)
     if res_own is not None and mode == "own":
         res = res_own

@@ -17,6 +17,14 @@ is violated, the restricted primal point is feasible for the full program and th
 restricted dual point, extended by zeros (and by the cone multipliers the check found), is
 dual feasible for it.
 
+With ``hold_active`` (the default, Clarabel inside), a block to which a round added no row
+holds its active rows (on the boundary, with a positive multiplier) at equality from the
+next round on: they are eliminated (:class:`Reduction`), so a block pinned by 18 of its rows
+in 20 dimensions costs 2 variables, and the dense quadratic of the next rounds shrinks with
+it (1.0-1.2 s rounds became 0.06-0.15 s on the warm-start benchmark's snapshots). The held
+rows' multipliers come from a small non-negative least squares per block; a row whose
+multiplier wants to be negative is released (and never held again in that solve).
+
 Every round is also certified on the full program (:class:`Certificate`): the round's
 point with each block that violates a cone row projected onto its cone (exactly feasible),
 and the fit's multiplier scaled by ``min(1, beta / s)``, ``s`` the largest block residual
@@ -153,63 +161,144 @@ def _clarabel_out(sol, x, y, s, dobj_shift: float = 0.0) -> dict:
     }
 
 
+def null_basis(rows: np.ndarray, d: int) -> np.ndarray:
+    """An orthonormal basis (d, d - rank) of the vectors orthogonal to every row of ``rows``."""
+    if rows.shape[0] == 0:
+        return np.eye(d)
+    _, sv, vt = np.linalg.svd(rows, full_matrices=True)
+    rank = int(np.sum(sv > sv[0] * 1e-10)) if sv.size and sv[0] > 0 else 0
+    return vt[rank:].T
+
+
+@dataclass
+class Reduction:
+    """The restricted program with some cone rows held at equality and eliminated.
+
+    A row ``x_r^T w_k = 0`` held as an equality confines block ``k`` to the null space of
+    its held rows: ``w_k = Z_k z_k`` (``Z_k`` orthonormal, so ``||w_k|| = ||z_k||``). With
+    ``x = T xr`` the program keeps its form over ``xr``; the held rows vanish from ``A``.
+    A block pinned by its rows to about 18 of 20 dimensions then has 2 variables, not 20.
+    """
+
+    T: sp.csc_matrix
+    rows: np.ndarray  # the rows of ``form.data["A"]`` kept
+    data: dict
+    cone: dict
+    n_w: int  # reduced block-weight variables (they come first, then the nb t's)
+
+    @classmethod
+    def of(cls, form: ConicForm, Xa: np.ndarray, held: np.ndarray | None) -> Reduction:
+        """``held``: a mask over ``form.cone_keys`` of the rows held at equality (or None)."""
+        A, nv, nb, d, n = form.data["A"], form.n_vars, form.n_blocks, form.d, form.n
+        if held is None or not held.any():
+            return cls(
+                sp.identity(nv, format="csc"), np.arange(A.shape[0]), form.data, form.cone, nb * d
+            )
+        keys = form.cone_keys
+        kb = np.searchsorted(form.blocks, keys[held] // n)
+        kr = keys[held] % n
+        cols, rws, vals, start = [], [], [], 0
+        for j in range(nb):
+            Z = null_basis(Xa[kr[kb == j]], d)
+            r, c = np.nonzero(np.ones_like(Z, dtype=bool))
+            rws.append(j * d + r)
+            cols.append(start + c)
+            vals.append(Z[r, c])
+            start += Z.shape[1]
+        n_w = start
+        rest = np.arange(nb * d, nv)
+        rws.append(rest)
+        cols.append(n_w + np.arange(len(rest)))
+        vals.append(np.ones(len(rest)))
+        T = sp.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rws), np.concatenate(cols))),
+            shape=(nv, n_w + len(rest)),
+        )
+        z = form.cone["z"]
+        drop = z + np.nonzero(held)[0]
+        rows = np.setdiff1d(np.arange(A.shape[0]), drop)
+        data = {
+            "A": (A @ T).tocsr()[rows].tocsc(),
+            "b": form.data["b"][rows],
+            "c": T.T @ form.data["c"],
+        }
+        if form.data.get("P") is not None:
+            data["P"] = (T.T @ form.data["P"] @ T).tocsc()
+        cone = dict(form.cone, l=form.cone["l"] - int(held.sum()))
+        return cls(T, rows, data, cone, n_w)
+
+    def expand(self, xr: np.ndarray, yr: np.ndarray, sr: np.ndarray, m: int):
+        """The point in the form's own variables and rows (held rows: zero ``y`` and ``s``)."""
+        y, s = np.zeros(m), np.zeros(m)
+        y[self.rows], s[self.rows] = yr, sr
+        return self.T @ xr, y, s
+
+
 def _solve_clarabel(
-    form: ConicForm, problem: Problem, tol: float, time_limit: float | None
+    form: ConicForm,
+    problem: Problem,
+    tol: float,
+    time_limit: float | None,
+    held: np.ndarray | None = None,
 ) -> dict:
     """The restricted program in Clarabel (interior point; ``A x + s = b``, ``s`` in K, dual
-    ``z`` in K*, the convention of SCS). No warm start.
+    ``z`` in K*, the convention of SCS). No warm start. ``held`` (a mask over the cone rows)
+    holds rows at equality and eliminates them (:class:`Reduction`); their multipliers are
+    left at zero for the caller to fill in.
 
-    For the squared loss with few working blocks (``nb d <= n``) the residual variables are
-    eliminated: with ``M`` the fit columns, the objective is ``scale/2 ||M w - y||^2``, a
+    For the squared loss with few working variables (``n_w <= n``) the residual variables
+    are eliminated: with ``M`` the fit columns, the objective is ``scale/2 ||M w - y||^2``, a
     dense quadratic in the working blocks only, which keeps the KKT system small. The fit's
     multiplier ``scale (fit - y)`` is returned in the fit rows of ``y`` so the caller's dual
     check is the same for both forms.
     """
     import clarabel
-    import scipy.sparse as sp
 
-    A = sp.csc_matrix(form.data["A"])
-    nv = form.n_vars
-    n, d, nb = form.n, form.d, form.n_blocks
-    # past nb d > n the residual form is cheaper: its KKT system couples the blocks only
-    # through the n fit rows, not through a dense (nb d)^2 quadratic. It is very sparse, and
+    red = Reduction.of(form, problem.Xa, held)
+    data, cone = red.data, red.cone
+    A = sp.csc_matrix(data["A"])
+    m = form.data["A"].shape[0]
+    nv = A.shape[1]
+    n, nb = form.n, form.n_blocks
+    # past n_w > n the residual form is cheaper: its KKT system couples the blocks only
+    # through the n fit rows, not through a dense n_w^2 quadratic. It is very sparse, and
     # there the simplicial qdldl beat Clarabel's supernodal default (6.9 s vs 9.7 s on
     # n=256 with 113 blocks of 9)
-    residual_form = nb * d > n
+    residual_form = red.n_w > n
     kkt = "qdldl" if residual_form and problem.loss == "squared" else None
     st = _clarabel_settings(tol, time_limit, kkt)
     if problem.loss != "squared" or residual_form:
-        Pm = form.data.get("P")
+        Pm = data.get("P")
         Pm = sp.triu(Pm, format="csc") if Pm is not None else sp.csc_matrix((nv, nv))
-        sol = clarabel.DefaultSolver(
-            Pm, form.data["c"], A, form.data["b"], _clarabel_cones(form.cone), st
-        ).solve()
-        return _clarabel_out(sol, np.asarray(sol.x), np.asarray(sol.z), np.asarray(sol.s))
-    scale, y = problem.loss_scale, problem.y
-    keep = np.r_[np.arange(nb * (d + 1)), nv - 1] if form.has_b else np.arange(nb * (d + 1))
+        sol = clarabel.DefaultSolver(Pm, data["c"], A, data["b"], _clarabel_cones(cone), st).solve()
+        x, y, s = red.expand(np.asarray(sol.x), np.asarray(sol.z), np.asarray(sol.s), m)
+        return _clarabel_out(sol, x, y, s)
+    scale, yv = problem.loss_scale, problem.y
+    n_wt = red.n_w + nb  # block weights and their norms' bounds t
+    keep = np.r_[np.arange(n_wt), nv - 1] if form.has_b else np.arange(n_wt)
     Ar = A.tocsr()
     M = Ar[:n][:, keep].toarray()  # fit rows restricted to the kept variables
     H = scale * (M.T @ M)
-    q = form.data["c"][keep] - scale * (M.T @ y)
-    z = form.cone["z"]
+    q = data["c"][keep] - scale * (M.T @ yv)
+    z = cone["z"]
     Arest = Ar[z:][:, keep].tocsc()
-    cone = dict(form.cone, z=0)
     sol = clarabel.DefaultSolver(
         sp.triu(sp.csc_matrix(H), format="csc"),
         q,
         Arest,
-        form.data["b"][z:],
-        _clarabel_cones(cone),
+        data["b"][z:],
+        _clarabel_cones(dict(cone, z=0)),
         st,
     ).solve()
     xr = np.asarray(sol.x)
     fit = M @ xr
-    x = np.zeros(nv)
-    x[keep] = xr
-    x[nb * (d + 1) : nb * (d + 1) + n] = fit - y
-    yy = np.concatenate([scale * (fit - y), np.asarray(sol.z)])
+    xx = np.zeros(nv)
+    xx[keep] = xr
+    xx[n_wt : n_wt + n] = fit - yv
+    yy = np.concatenate([scale * (fit - yv), np.asarray(sol.z)])
     ss = np.concatenate([np.zeros(z), np.asarray(sol.s)])
-    return _clarabel_out(sol, x, yy, ss, dobj_shift=0.5 * scale * float(y @ y))
+    x, y, s = red.expand(xx, yy, ss, m)
+    return _clarabel_out(sol, x, y, s, dobj_shift=0.5 * scale * float(yv @ yv))
 
 
 # blocks with a norm below this fraction of the largest are zero (an interior-point solution
@@ -260,6 +349,20 @@ def carried_blocks(Xa: np.ndarray, patterns: np.ndarray, start: ConvexSolution) 
     return W
 
 
+# a cone row whose relative margin is within this is on its cone's boundary
+HOLD_MARGIN = 1e-7
+# ... and is held at equality when its multiplier, relative to beta, is above this
+HOLD_MULTIPLIER = 1e-4
+
+
+def _held_mask(form: ConicForm, held: dict[int, np.ndarray], n: int) -> np.ndarray:
+    """Mask over ``form.cone_keys`` of the rows held at equality."""
+    keys = [k * n + r for k, r in held.items() if len(r)]
+    if not keys:
+        return np.zeros(len(form.cone_keys), dtype=bool)
+    return np.isin(form.cone_keys, np.concatenate(keys))
+
+
 class WorkingSet:
     """Blocks and, per block, the data indices whose cone rows are in the working set."""
 
@@ -294,11 +397,13 @@ class WorkingSetSolver:
     small, badly conditioned restricted programs) or ``scs`` (warm-started across rounds;
     ``linear_solver`` and SCS ``settings`` apply).
 
-    ``use_warm_start``: start from a given ``warm_start``'s blocks (off by default: the
-    interior-point inner solver cannot start from a point, so a seed can only change the
-    first working set, and on snapshots of a training run that made solves 1.1-1.35x
-    slower, not faster; see ``benchmarks/README.md``); ``init_blocks``: how many blocks (by
-    dual residual) start in the working set on a cold start; ``warm_blocks``: the same on a
+    ``use_warm_start``: start from a given ``warm_start``'s blocks (on by default: with
+    ``hold_active``, seeding a snapshot's solve with the previous snapshot's optimum, or the
+    ``p_S`` solve with the ``p_own`` optimum, made it about 2x faster; see
+    ``benchmarks/README.md``). A network's own point is a poor seed (its every neuron is a
+    block): ``seeds_from_network = False`` tells :func:`core.solve` not to pass it;
+    ``init_blocks``: how many blocks (by dual residual) start in the working set on a cold
+    start; ``warm_blocks``: the same on a
     warm start, besides the carried nonzero blocks;
     ``init_rows``: fraction of each carried block's rows (those closest to its cone's
     boundary) that start in it; ``max_add_blocks``: blocks added per round at most;
@@ -307,8 +412,14 @@ class WorkingSetSolver:
     ``full_rows``: a program with at most this many cone rows (``2Pn``) starts with all of
     them and every block, so one inner solve settles it (snapshots with n=256, d=9, P=64:
     3.3-4.2 s per ``solve()``, against 4.1-5.3 s grown from a working set);
-    ``gap_tol``: the relative certified gap that ends the solve (default ``eps / 10``).
+    ``gap_tol``: the relative certified gap that ends the solve (default ``eps / 10``);
+    ``hold_active``: hold settled blocks' active rows at equality (see the module docstring;
+    Clarabel inside only).
     """
+
+    # seeding the own-pattern solve with the network's own point made it 1.24x slower (own
+    # solves of the warm-start benchmark's six snapshots: 19.9 s seeded, 16.0 s cold)
+    seeds_from_network = False
 
     def __init__(
         self,
@@ -318,14 +429,15 @@ class WorkingSetSolver:
         max_rounds: int = 60,
         init_blocks: int = 16,
         warm_blocks: int = 4,
-        init_rows: float = 0.3,
+        init_rows: float = 0.2,
         max_add_blocks: int = 16,
         inner: str = "clarabel",
         max_add_rows: int | None = None,
         near_margin: float = 1e-2,
         full_rows: int = 40_000,
         gap_tol: float | None = None,
-        use_warm_start: bool = False,
+        use_warm_start: bool = True,
+        hold_active: bool = True,
         **settings,
     ) -> None:
         self.linear_solver = resolve_linear_solver(linear_solver)
@@ -343,6 +455,7 @@ class WorkingSetSolver:
         self.full_rows = full_rows
         self.gap_tol = gap_tol
         self.use_warm_start = use_warm_start
+        self.hold_active = hold_active and inner == "clarabel"
         self.name = f"workset-scs-{self.linear_solver}" if inner == "scs" else "workset-clarabel"
 
     # -- helpers -----------------------------------------------------------------------
@@ -463,6 +576,93 @@ class WorkingSetSolver:
         lower = bounds.best_scaling(problem, -lam, theta_max)
         return Certificate(point, primal, lower)
 
+    def _held_multipliers(
+        self,
+        problem: Problem,
+        patterns: np.ndarray,
+        S: np.ndarray,
+        form: ConicForm,
+        out: dict,
+        lam: np.ndarray,
+        held: dict[int, np.ndarray],
+        released_keys: set[int],
+    ) -> int:
+        """Multipliers of the rows held at equality, written into ``out["y"]``; rows whose
+        multiplier wants to be negative are released (they are not active), counted, and
+        added to ``released_keys`` (never held again in this solve, so nothing cycles).
+
+        For block k the held rows' multipliers ``mu >= 0`` minimise
+        ``||sign_k X^T D_k lam - X^T S_k (mu_free + mu)||`` (``mu_free``: the other rows'
+        multipliers): at the reduced program's optimum that residual is ``beta`` when the
+        unconstrained least-squares multipliers are all non-negative.
+        """
+        from scipy.optimize import nnls
+
+        Xa, n = problem.Xa, problem.Xa.shape[0]
+        P = patterns.shape[0]
+        z, keys = form.cone["z"], form.cone_keys
+        mask = _held_mask(form, held, n)
+        y = out["y"]
+        released = 0
+        for k, rows in list(held.items()):
+            if not len(rows) or k not in set(form.blocks.tolist()):
+                continue
+            sel = (keys // n) == k
+            free = sel & ~mask
+            fr = keys[free] % n
+            g = (1.0 if k < P else -1.0) * (Xa.T @ (patterns[k % P] * lam))
+            g = g - Xa[fr].T @ (np.maximum(y[z + np.nonzero(free)[0]], 0) * S[k % P, fr])
+            pos = z + np.nonzero(sel & mask)[0]
+            hr = keys[sel & mask] % n
+            Ah = (S[k % P, hr, None] * Xa[hr]).T  # (d, held)
+            mu, r = nnls(Ah, g, maxiter=50 * len(hr) + 50)
+            y[pos] = mu
+            if r <= self._beta * (1 + 1e-6):  # dual feasible: the held rows are active
+                continue
+            mu_ls = np.linalg.lstsq(Ah, g, rcond=None)[0]
+            neg = mu_ls * np.linalg.norm(Xa[hr], axis=1) < -1e-6 * self._beta
+            if neg.any():
+                held[k] = np.setdiff1d(rows, hr[neg])
+                released += int(neg.sum())
+                released_keys.update((k * n + hr[neg]).tolist())
+        return released
+
+    def _hold(
+        self,
+        problem: Problem,
+        S: np.ndarray,
+        form: ConicForm,
+        out: dict,
+        W: np.ndarray,
+        xnorm: np.ndarray,
+        held: dict[int, np.ndarray],
+        settled: list[int],
+        was_held: np.ndarray,
+        released_keys: set[int],
+    ) -> None:
+        """Hold at equality, from the next round on, each row on its cone's boundary with a
+        clearly positive multiplier, of the blocks that no row is added to (their active
+        set has settled); rows held this round, or ever released, are left as they are."""
+        Xa, n = problem.Xa, problem.Xa.shape[0]
+        P = S.shape[0]
+        z, keys = form.cone["z"], form.cone_keys
+        mu = out["y"][z : z + len(keys)]
+        kb, kr = keys // n, keys % n
+        wn = np.linalg.norm(W[kb], axis=1)
+        live = wn > 0
+        marg = np.full(len(keys), np.inf)
+        marg[live] = (
+            S[kb[live] % P, kr[live]]
+            * np.einsum("ij,ij->i", Xa[kr[live]], W[kb[live]])
+            / (xnorm[kr[live]] * wn[live])
+        )
+        on = (np.abs(marg) <= HOLD_MARGIN) & (mu * xnorm[kr] > HOLD_MULTIPLIER * self._beta)
+        on &= np.isin(kb, settled) & ~was_held
+        if released_keys:
+            on &= ~np.isin(keys, np.fromiter(released_keys, dtype=np.int64))
+        for k in np.unique(kb[on]):
+            held[int(k)] = np.union1d(held.get(int(k), np.zeros(0, np.int64)), kr[on & (kb == k)])
+
     # -- solve -------------------------------------------------------------------------
     def solve(
         self,
@@ -501,6 +701,8 @@ class WorkingSetSolver:
         whole = 2 * P * n <= self.full_rows  # small program: one solve of all of it
         if whole:
             live = np.arange(2 * P)
+        held: dict[int, np.ndarray] = {}  # per block, the rows held at equality
+        released_keys: set[int] = set()  # rows released from it (never held again)
         for k in live:
             ws.add_block(k, np.arange(n) if whole else self._near_rows(Xa, S, W[k], k, xnorm))
         absent = np.setdiff1d(np.arange(2 * P), live)
@@ -542,12 +744,13 @@ class WorkingSetSolver:
                 x0 = _remap(pf.col_keys(), po["x"], form.col_keys())
                 rk, pk = form.row_keys(), pf.row_keys()
                 y0, s0 = _remap(pk, po["y"], rk), _remap(pk, po["s"], rk)
+            mask = _held_mask(form, held, n) if held else None
             t_inner = time.perf_counter()
             if self.inner == "scs":
                 out = _solve_scs(form, settings, x0, y0, s0)
             else:
                 out = _solve_clarabel(
-                    form, problem, min(eps, 1e-8), settings.get("time_limit_secs")
+                    form, problem, min(eps, 1e-8), settings.get("time_limit_secs"), mask
                 )
             t_inner = time.perf_counter() - t_inner
             info = out
@@ -569,6 +772,7 @@ class WorkingSetSolver:
             scale = float(xnorm.max() * wmax) if wmax > 0 else 1.0
             viol = -marg / scale
             n_new_rows = 0
+            settled_blocks = []  # no row added this round
             wn = np.linalg.norm(W[blocks], axis=1)
             for j, k in enumerate(blocks):
                 bad = np.nonzero(viol[j] > row_tol)[0]
@@ -580,6 +784,8 @@ class WorkingSetSolver:
                     bad = bad[np.argpartition(-viol[j][bad], cap - 1)[:cap]]
                 if bad.size:
                     n_new_rows += ws.add_rows(k, bad)
+                else:
+                    settled_blocks.append(k)
             # dual check of absent blocks: ||sign X^T D_k lam - X^T S_k mu|| <= beta, mu >= 0
             # the fit's multiplier (the loss gradient), projected onto the dual's domain
             lam = -losses.project_dual(
@@ -598,6 +804,16 @@ class WorkingSetSolver:
             viol_blocks = absent[bad]
             for j in bad:
                 ws.add_block(absent[j], support[j])
+            released = 0
+            was_held = mask if mask is not None else np.zeros(len(form.cone_keys), dtype=bool)
+            if held and status in ("optimal", "optimal_inaccurate"):
+                released = self._held_multipliers(
+                    problem, patterns, S, form, out, lam, held, released_keys
+                )
+            if self.hold_active and status in ("optimal", "optimal_inaccurate"):
+                self._hold(
+                    problem, S, form, out, W, xnorm, held, settled_blocks, was_held, released_keys
+                )
             cert = None
             if status in ("optimal", "optimal_inaccurate"):
                 cert = self._certificate(problem, patterns, S, form, out, lam, resid)
@@ -609,6 +825,8 @@ class WorkingSetSolver:
                     "rows": int(form.cone_keys.size),
                     "new_rows": int(n_new_rows),
                     "new_blocks": len(viol_blocks),
+                    "held_rows": int(sum(len(v) for v in held.values())),
+                    "released_rows": int(released),
                     "max_violation": float(max(0.0, viol.max())) if viol.size else 0.0,
                     "dual_infeasibility": dual_infeas,
                     "relative_gap": cert.relative_gap() if cert is not None else None,
@@ -619,7 +837,8 @@ class WorkingSetSolver:
             )
             if cert is None:
                 break
-            if (n_new_rows == 0 and len(viol_blocks) == 0) or cert.relative_gap() <= gap_tol:
+            settled = n_new_rows == 0 and len(viol_blocks) == 0 and released == 0
+            if settled or cert.relative_gap() <= gap_tol:
                 converged = True
                 break
 

@@ -58,7 +58,7 @@ def test_projection_of_a_point_well_outside_is_exact(seed):
     u = cones.project(A, g)
     assert cones._worst(A, u, g) <= cones.ROUNDOFF
     # the projection: u in K, g - u in the polar cone and orthogonal to u
-    v, mu = cones._project_qp(A, g)
+    v, _ = cones._project_qp(A, g)
     assert np.linalg.norm(u - v) <= 1e-6 * max(1.0, np.linalg.norm(g))
     assert abs(float(u @ (g - u))) <= 1e-8 * np.linalg.norm(g) ** 2
     assert np.linalg.norm(u - g) <= np.linalg.norm(g)  # 0 is in K

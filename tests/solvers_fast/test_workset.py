@@ -135,10 +135,10 @@ def test_warm_start_needs_fewer_rounds_and_iterations():
     check_certified(problem, warm)
 
 
-def test_a_seed_is_ignored_unless_asked_for():
+def test_a_seed_is_ignored_when_asked_to():
     problem, pats = small(150, 5, 30, seed=4)
     cold = make_solver("workset", full_rows=0).solve(problem, pats, eps=1e-6)
-    seeded = make_solver("workset", full_rows=0).solve(
+    seeded = make_solver("workset", full_rows=0, use_warm_start=False).solve(
         problem, pats, eps=1e-6, warm_start=cold.solution
     )
     assert seeded.info["history"][0]["blocks"] == cold.info["history"][0]["blocks"]
@@ -176,3 +176,82 @@ def test_zero_is_optimal_when_beta_is_large():
     assert res.status == "optimal"
     assert np.allclose(res.solution.U, 0, atol=1e-6) and np.allclose(res.solution.V, 0, atol=1e-6)
     assert res.objective == pytest.approx(0.5 * float(problem.y @ problem.y), rel=1e-6)
+
+
+def test_held_rows_are_eliminated_without_changing_the_optimum():
+    """Holding the optimum's active rows at equality (and eliminating them) gives the same
+    restricted optimum, with far fewer variables."""
+    from lightning_relucvx.solvers.scs import block_weights, build
+    from lightning_relucvx.solvers.workset import (
+        HOLD_MARGIN,
+        Reduction,
+        _held_mask,
+        _solve_clarabel,
+    )
+
+    problem, pats = small(150, 5, 30, seed=4)
+    ref = make_solver("workset", hold_active=False).solve(problem, pats, eps=1e-6)
+    P, n = pats.shape[0], problem.n
+    W = np.vstack([ref.solution.U, ref.solution.V])
+    blocks = np.nonzero(np.linalg.norm(W, axis=1) > 0)[0]
+    form = build(problem, pats, blocks, [np.arange(n)] * len(blocks))
+    free = _solve_clarabel(form, problem, 1e-9, None)
+    Wf = block_weights(form, free["x"])
+    S = np.where(pats, 1.0, -1.0)
+    xn = np.linalg.norm(problem.Xa, axis=1)
+    held = {}
+    for k in blocks:
+        m = S[k % P] * (problem.Xa @ Wf[k]) / (xn * np.linalg.norm(Wf[k]))
+        held[int(k)] = np.nonzero(np.abs(m) <= HOLD_MARGIN)[0]
+    mask = _held_mask(form, held, n)
+    assert mask.sum() >= len(blocks)  # the blocks lie on faces of their cones
+    red = Reduction.of(form, problem.Xa, mask)
+    assert red.n_w < len(blocks) * problem.d
+    out = _solve_clarabel(form, problem, 1e-9, None, mask)
+    assert out["dobj"] == pytest.approx(free["dobj"], rel=1e-8)
+    Wh = block_weights(form, out["x"])
+    assert np.abs(Wh - Wf).max() <= 1e-5 * np.abs(Wf).max()
+    assert np.all(out["y"][form.cone["z"] + np.nonzero(mask)[0]] == 0)  # left to the caller
+
+
+@pytest.mark.parametrize("margin", [None, 0.05])
+def test_holding_rows_reaches_the_same_certified_optimum(margin, monkeypatch):
+    """With rows held at equality the solver reaches the reference optimum; held rows that
+    are not active (a hold margin of 0.05 holds many such) are released on the way."""
+    from lightning_relucvx.solvers import workset
+
+    if margin is not None:
+        monkeypatch.setattr(workset, "HOLD_MARGIN", margin)
+    problem, pats = small(200, 6, 40, seed=2)
+    ref = make_solver("cvxpy", solver="CLARABEL").solve(problem, pats, eps=1e-9).objective
+    res = make_solver("workset", full_rows=0).solve(problem, pats, eps=1e-6)
+    check_certified(problem, res)
+    assert res.objective == pytest.approx(ref, rel=1e-6)
+    assert res.dual_objective <= ref * (1 + 1e-9) and res.objective >= ref * (1 - 1e-9)
+    hist = res.info["history"]
+    assert max(h["held_rows"] for h in hist) > 0
+    if margin is not None:
+        assert sum(h["released_rows"] for h in hist) > 0
+
+
+def test_a_seed_from_the_previous_snapshot_needs_less_work():
+    """Consecutive snapshots share most patterns: seeded with the previous optimum, the
+    next solve needs fewer rounds than from scratch and reaches the same optimum."""
+    rng = np.random.default_rng(7)
+    n, d, m = 200, 6, 12
+    X = rng.standard_normal((n, d))
+    y = np.maximum(X @ rng.standard_normal(d), 0) + 0.1 * rng.standard_normal(n)
+    W1 = rng.standard_normal((m, d))
+    moved = W1 + 0.02 * rng.standard_normal((m, d))  # the next snapshot's first layer
+    sampled = pt.sample(X, 20, seed=0)
+    first = pt.combine(pt.pattern_of(X, W1), sampled)
+    second = pt.combine(pt.pattern_of(X, moved), sampled)
+    beta = 0.05 * float(np.max(np.linalg.norm((second * y[None, :]) @ X, axis=1)))
+    problem = Problem.create(X, y, beta)
+    solver = make_solver("workset", full_rows=0)
+    prev = solver.solve(problem, first, eps=1e-6)
+    cold = solver.solve(problem, second, eps=1e-6)
+    warm = solver.solve(problem, second, eps=1e-6, warm_start=prev.solution)
+    check_certified(problem, warm)
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-6)
+    assert warm.info["rounds"] < cold.info["rounds"]
