@@ -161,6 +161,12 @@ def _clarabel_out(sol, x, y, s, dobj_shift: float = 0.0) -> dict:
     }
 
 
+# up to this many block variables, the dense quadratic form factors faster in qdldl than in
+# Clarabel's default: instance S 1.75 s -> 1.17 s, a 560-variable warm round 1.29 s ->
+# 1.14 s; past it the default wins by far (instance L, about 1,700: 59 s against 126 s)
+SIMPLICIAL_MAX = 640
+
+
 def null_basis(rows: np.ndarray, d: int) -> np.ndarray:
     """An orthonormal basis (d, d - rank) of the vectors orthogonal to every row of ``rows``."""
     if rows.shape[0] == 0:
@@ -266,6 +272,8 @@ def _solve_clarabel(
     # n=256 with 113 blocks of 9)
     residual_form = red.n_w > n
     kkt = "qdldl" if residual_form and problem.loss == "squared" else None
+    if problem.loss == "squared" and not residual_form and red.n_w <= SIMPLICIAL_MAX:
+        kkt = "qdldl"  # a small dense quadratic: the simplicial factorization is quicker
     st = _clarabel_settings(tol, time_limit, kkt)
     if problem.loss != "squared" or residual_form:
         Pm = data.get("P")
@@ -476,7 +484,9 @@ class WorkingSetSolver:
         ``lam`` is the fit's multiplier (the loss gradient), so ``-sign_k X^T D_k lam`` is the
         block's ascent direction; ``mu`` is first sought on the ``5d`` rows it violates most
         (non-negative least squares); with ``full`` a block not certified that way gets the
-        exact minimum over all ``n`` rows.
+        exact minimum over all ``n`` rows. The rows of a block's last ``mu`` are tried first:
+        from one round to the next ``lam`` moves little, and they usually certify it again
+        (the dual checks of the warm-start benchmark's solves: 0.95 s -> 0.48 s).
         """
         from scipy.optimize import nnls
 
@@ -496,6 +506,13 @@ class WorkingSetSolver:
                 resid[j] = gn
                 support.append(np.zeros(0, dtype=np.int64))
                 continue
+            cached = self._supports.get(int(k))
+            if cached is not None and len(cached):  # the rows that certified it last round
+                mu, r = nnls((S[p, cached, None] * Xa[cached]).T, g, maxiter=50 * len(cached))
+                if r <= self._beta:
+                    resid[j] = r
+                    support.append(cached[mu > 0])
+                    continue
             order = np.argsort(m)
             for size in (q, 4 * q):  # most violated rows first, then more of them
                 sub = order[: min(size, n)]
@@ -508,6 +525,7 @@ class WorkingSetSolver:
                     mu, r, sub = mu_all, r_all, np.arange(n)
             resid[j] = r
             support.append(sub[mu > 0])
+            self._supports[int(k)] = support[-1]
         return resid, support
 
     @staticmethod
@@ -682,6 +700,7 @@ class WorkingSetSolver:
         beta = problem.beta
 
         self._beta = beta
+        self._supports: dict[int, np.ndarray] = {}  # per absent block, its last mu's rows
         if not self.use_warm_start:
             warm_start = None
         # starting point: the warm start's blocks, or the zero network
