@@ -603,11 +603,13 @@ class WorkingSetSolver:
         out: dict,
         lam: np.ndarray,
         held: dict[int, np.ndarray],
+        mask: np.ndarray,
         released_keys: set[int],
     ) -> int:
         """Multipliers of the rows held at equality, written into ``out["y"]``; rows whose
         multiplier wants to be negative are released (they are not active), counted, and
         added to ``released_keys`` (never held again in this solve, so nothing cycles).
+        ``mask``: the rows of ``form.cone_keys`` held in this round's solve.
 
         For block k the held rows' multipliers ``mu >= 0`` minimise
         ``||sign_k X^T D_k lam - X^T S_k (mu_free + mu)||`` (``mu_free``: the other rows'
@@ -619,11 +621,11 @@ class WorkingSetSolver:
         Xa, n = problem.Xa, problem.Xa.shape[0]
         P = patterns.shape[0]
         z, keys = form.cone["z"], form.cone_keys
-        mask = _held_mask(form, held, n)
         y = out["y"]
+        working = set(form.blocks.tolist())
         released = 0
         for k, rows in list(held.items()):
-            if not len(rows) or k not in set(form.blocks.tolist()):
+            if not len(rows) or k not in working:
                 continue
             sel = (keys // n) == k
             free = sel & ~mask
@@ -648,10 +650,10 @@ class WorkingSetSolver:
     def _hold(
         self,
         problem: Problem,
-        S: np.ndarray,
         form: ConicForm,
         out: dict,
         W: np.ndarray,
+        marg: np.ndarray,
         xnorm: np.ndarray,
         held: dict[int, np.ndarray],
         settled: list[int],
@@ -660,21 +662,18 @@ class WorkingSetSolver:
     ) -> None:
         """Hold at equality, from the next round on, each row on its cone's boundary with a
         clearly positive multiplier, of the blocks that no row is added to (their active
-        set has settled); rows held this round, or ever released, are left as they are."""
-        Xa, n = problem.Xa, problem.Xa.shape[0]
-        P = S.shape[0]
+        set has settled); rows held this round, or ever released, are left as they are.
+        ``marg``: the round's cone margins of the working blocks (``_margins``)."""
+        n = problem.Xa.shape[0]
         z, keys = form.cone["z"], form.cone_keys
         mu = out["y"][z : z + len(keys)]
         kb, kr = keys // n, keys % n
         wn = np.linalg.norm(W[kb], axis=1)
         live = wn > 0
-        marg = np.full(len(keys), np.inf)
-        marg[live] = (
-            S[kb[live] % P, kr[live]]
-            * np.einsum("ij,ij->i", Xa[kr[live]], W[kb[live]])
-            / (xnorm[kr[live]] * wn[live])
-        )
-        on = (np.abs(marg) <= HOLD_MARGIN) & (mu * xnorm[kr] > HOLD_MULTIPLIER * self._beta)
+        rel = np.full(len(keys), np.inf)
+        j = np.searchsorted(form.blocks, kb[live])
+        rel[live] = marg[j, kr[live]] / (xnorm[kr[live]] * wn[live])
+        on = (np.abs(rel) <= HOLD_MARGIN) & (mu * xnorm[kr] > HOLD_MULTIPLIER * self._beta)
         on &= np.isin(kb, settled) & ~was_held
         if released_keys:
             on &= ~np.isin(keys, np.fromiter(released_keys, dtype=np.int64))
@@ -763,7 +762,7 @@ class WorkingSetSolver:
                 x0 = _remap(pf.col_keys(), po["x"], form.col_keys())
                 rk, pk = form.row_keys(), pf.row_keys()
                 y0, s0 = _remap(pk, po["y"], rk), _remap(pk, po["s"], rk)
-            mask = _held_mask(form, held, n) if held else None
+            mask = _held_mask(form, held, n)
             t_inner = time.perf_counter()
             if self.inner == "scs":
                 out = _solve_scs(form, settings, x0, y0, s0)
@@ -824,14 +823,13 @@ class WorkingSetSolver:
             for j in bad:
                 ws.add_block(absent[j], support[j])
             released = 0
-            was_held = mask if mask is not None else np.zeros(len(form.cone_keys), dtype=bool)
             if held and status in ("optimal", "optimal_inaccurate"):
                 released = self._held_multipliers(
-                    problem, patterns, S, form, out, lam, held, released_keys
+                    problem, patterns, S, form, out, lam, held, mask, released_keys
                 )
             if self.hold_active and status in ("optimal", "optimal_inaccurate"):
                 self._hold(
-                    problem, S, form, out, W, xnorm, held, settled_blocks, was_held, released_keys
+                    problem, form, out, W, marg, xnorm, held, settled_blocks, mask, released_keys
                 )
             cert = None
             if status in ("optimal", "optimal_inaccurate"):
