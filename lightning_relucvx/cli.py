@@ -55,6 +55,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         solver=args.solver,
         eps=args.eps,
         linear_solver=args.linear_solver,
+        device=args.device,
         seed=args.seed,
         time_limit=args.time_limit,
     )
@@ -89,9 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--solver",
         default="auto",
-        choices=["auto", "scs", "workset", "cvxpy"],
+        choices=["auto", "scs", "workset", "cvxpy", "firstorder"],
         help="auto (default): SCS on the full conic form for small programs, the working-set "
-        "solver beyond; cvxpy: the reference model (Clarabel)",
+        "solver beyond; cvxpy: the reference model (Clarabel); firstorder: matrix-free "
+        "augmented Lagrangian in PyTorch (GPU with --device)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="torch device of the firstorder solver (auto, cpu, cuda)"
     )
     p.add_argument("--eps", type=float, default=1e-6, help="solver tolerance (default 1e-6)")
     p.add_argument(

@@ -21,6 +21,7 @@ from .weights import convex_to_network, network_to_convex, prune, width
 
 # above this many nonzeros in the full conic form, ``auto`` uses the working-set solver
 AUTO_FULL_FORM_NNZ = 200_000
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _PATTERN_RE = re.compile(r"^(auto|own|all|given|sample:(\d+))$")
 
 
@@ -38,6 +39,7 @@ class SolveOptions:
     eps: float = 1e-6
     linear_solver: str = "auto"
     cvxpy_solver: str = "CLARABEL"
+    device: str = "auto"
     seed: int = 0
     time_limit: float | None = None
     max_enumerate: int = 20_000
@@ -55,6 +57,8 @@ class SolveOptions:
             )
         if not (isinstance(self.eps, (int, float)) and 0 < self.eps < 1):
             raise ValueError(f"eps: must be in (0, 1), got {self.eps!r}")
+        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
+            raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(f"time_limit: must be > 0 seconds, got {self.time_limit!r}")
         if self.lower_bound not in ("auto", "exact", "bound"):
@@ -80,6 +84,8 @@ class SolveOptions:
             return make_solver("scs", linear_solver=self.linear_solver)
         if name == "workset":
             return make_solver("workset", linear_solver=self.linear_solver)
+        if name == "firstorder":
+            return make_solver("firstorder", device=self.device)
         return make_solver("cvxpy", solver=self.cvxpy_solver)
 
 

@@ -187,6 +187,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "eps": (int, float),
     "linear_solver": (str,),
     "cvxpy_solver": (str,),
+    "device": (str,),
     "seed": (int,),
     "time_limit": (int, float, type(None)),
     "max_enumerate": (int,),

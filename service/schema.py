@@ -25,12 +25,18 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         },
         "solver": {
             "type": "string",
-            "enum": ["auto", "scs", "workset", "cvxpy"],
+            "enum": ["auto", "scs", "workset", "cvxpy", "firstorder"],
             "default": "auto",
         },
         "eps": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 1e-6},
         "linear_solver": {"type": "string", "default": "auto"},
         "cvxpy_solver": {"type": "string", "default": "CLARABEL"},
+        "device": {
+            "type": "string",
+            "pattern": "^(auto|cpu|cuda(:[0-9]+)?)$",
+            "default": "auto",
+            "description": "torch device of the firstorder solver",
+        },
         "seed": {"type": "integer", "default": 0},
         "time_limit": {
             "type": ["number", "null"],

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .. import bounds, cones, losses
+from .. import losses
 from ..problem import Problem
 from .base import ConvexSolution, SolverResult
+from .certificate import Certificate, feasible_point, scaled_bound, significant
 from .scs import (
     _STATUS,
     ConicForm,
@@ -66,22 +67,6 @@ def _remap(old_keys: np.ndarray, old_vals: np.ndarray, new_keys: np.ndarray) -> 
     out = np.zeros(len(new_keys))
     out[hit] = old_vals[order[pos[hit]]]
     return out
-
-
-@dataclass
-class Certificate:
-    """A feasible point of the full program, its objective and a dual lower bound."""
-
-    point: ConvexSolution
-    primal: float
-    lower: float
-
-    @property
-    def gap(self) -> float:
-        return self.primal - self.lower
-
-    def relative_gap(self) -> float:
-        return self.gap / max(abs(self.primal), 1e-12)
 
 
 _CLARABEL_STATUS = {
@@ -307,19 +292,6 @@ def _solve_clarabel(
     ss = np.concatenate([np.zeros(z), np.asarray(sol.s)])
     x, y, s = red.expand(xx, yy, ss, m)
     return _clarabel_out(sol, x, y, s, dobj_shift=0.5 * scale * float(yv @ yv))
-
-
-# blocks with a norm below this fraction of the largest are zero (an interior-point solution
-# leaves every working block slightly nonzero; carrying those into the next working set
-# made seeded solves up to 30x slower)
-DEAD_BLOCK = 1e-6
-
-
-def significant(W: np.ndarray) -> np.ndarray:
-    """Rows of ``W`` (blocks) whose norm is above ``DEAD_BLOCK`` times the largest."""
-    norms = np.linalg.norm(W, axis=1)
-    top = float(norms.max(initial=0.0))
-    return norms > DEAD_BLOCK * top if top > 0 else np.zeros(len(W), dtype=bool)
 
 
 def carried_blocks(Xa: np.ndarray, patterns: np.ndarray, start: ConvexSolution) -> np.ndarray:
@@ -570,15 +542,8 @@ class WorkingSetSolver:
         n = Xa.shape[0]
         P = patterns.shape[0]
         sol = _solution_from_x(form, patterns, out["x"])
-        W = np.vstack([sol.U, sol.V])
-        W[~significant(W)] = 0.0  # the interior-point residue of blocks that are zero
+        point, primal = feasible_point(problem, patterns, np.vstack([sol.U, sol.V]), sol.b)
         blocks = form.blocks
-        marg = self._margins(Xa, S, W, blocks)
-        for j in np.nonzero(marg.min(axis=1) < 0)[0]:
-            k = blocks[j]
-            W[k] = cones.project(cones.cone_rows(Xa, patterns[k % P]), W[k])
-        point = ConvexSolution(patterns, W[:P], W[P:], sol.b)
-        primal = point.objective(problem)
         z, keys = form.cone["z"], form.cone_keys
         mu = np.maximum(out["y"][z : z + len(keys)], 0.0)
         kb, kr = keys // n, keys % n
@@ -589,10 +554,7 @@ class WorkingSetSolver:
         sign = np.where(blocks < P, 1.0, -1.0)[:, None]
         resid = np.linalg.norm(sign * G[blocks % P] - C @ Xa, axis=1)
         s_max = max(float(resid.max(initial=0.0)), float(resid_absent.max(initial=0.0)))
-        s_max *= 1.0 + 1e-9  # round-off in the residuals
-        theta_max = 1.0 if s_max <= problem.beta else problem.beta / s_max
-        lower = bounds.best_scaling(problem, -lam, theta_max)
-        return Certificate(point, primal, lower)
+        return Certificate(point, primal, scaled_bound(problem, lam, s_max))
 
     def _held_multipliers(
         self,
