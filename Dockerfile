@@ -76,11 +76,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY --from=build /wheels /wheels
-# torch is a dependency of the package (the callback side); the service needs only its CPU
-# build, and the plain requirement would pull a multi-GB CUDA build. The application and SCS
-# come from the wheels built above; their dependencies are resolved from the index.
+# torch: the CUDA build in the GPU image (the firstorder solver runs on the GPU), the CPU
+# build otherwise (a plain requirement would pull the multi-GB CUDA build into it). The
+# application and SCS come from the wheels built above; their dependencies are resolved
+# from the index.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
+RUN if [ "${VARIANT}" = "gpu" ]; then TORCH_INDEX=cu128; else TORCH_INDEX=cpu; fi \
+    && pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${TORCH_INDEX}" \
         "torch==${TORCH_VERSION}" \
     && pip install --no-cache-dir /wheels/scs-*.whl \
     && pip install --no-cache-dir --find-links /wheels "lightning-relucvx[service]" \
