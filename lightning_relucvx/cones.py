@@ -45,6 +45,35 @@ def _project_qp(A: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(sol.x), np.maximum(np.asarray(sol.z), 0.0)
 
 
+def _nnls_rows(A: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``argmin_{mu >= 0} ||g + A^T mu||`` by NNLS over a growing set of rows.
+
+    With many rows (n data points against d dimensions) the full NNLS is slow (400 blocks
+    of n=5000, d=50: 50 s). It starts from the ``4d`` rows of smallest margin at ``g``,
+    solves over those, and adds the rows the result violates until none is (then it is the
+    projection onto the whole cone: the cone of fewer rows contains it); after a few rounds
+    it solves over all rows.
+    """
+    m, d = A.shape
+    start = 4 * d
+    if m <= 2 * start:
+        return nnls(A.T, -g, maxiter=50 * max(A.shape))[0]
+    norms = np.linalg.norm(A, axis=1) + 1e-300
+    rows = np.argpartition((A @ g) / norms, start)[:start]
+    for _ in range(8):
+        sub, _ = nnls(A[rows].T, -g, maxiter=50 * max(len(rows), d))
+        u = g + A[rows].T @ sub
+        margin = (A @ u) / (norms * max(float(np.linalg.norm(u)), float(np.linalg.norm(g))))
+        bad = np.nonzero(margin < -ROUNDOFF)[0]
+        if bad.size == 0:
+            mu = np.zeros(m)
+            mu[rows] = sub
+            return mu
+        worst = bad[np.argsort(margin[bad])[: 2 * d]]
+        rows = np.union1d(rows, worst)
+    return nnls(A.T, -g, maxiter=50 * max(A.shape))[0]
+
+
 def project_and_bound(A: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
     """The projection of ``g`` onto ``K = {u : A u >= 0}`` and an upper bound on its norm.
 
@@ -61,7 +90,7 @@ def project_and_bound(A: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
     gn = float(np.linalg.norm(g))
     if _worst(A, g, g) <= ROUNDOFF:
         return g, gn
-    mu, _ = nnls(A.T, -g, maxiter=50 * max(A.shape))
+    mu = _nnls_rows(A, g)
     u = g + A.T @ mu
     bound = min(gn, float(np.linalg.norm(u)))
     if np.linalg.norm(u) <= ROUNDOFF * gn:

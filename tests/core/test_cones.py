@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.optimize import nnls
 
 from lightning_relucvx import cones
 
@@ -48,14 +49,17 @@ def test_the_qp_fallback_finds_the_projection_where_nnls_does_not():
     assert np.all(mu >= 0) and np.allclose(v, g + A.T @ mu, atol=1e-6 * np.linalg.norm(g))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_projection_of_a_point_well_outside_is_exact(seed):
+@pytest.mark.parametrize(("seed", "n", "d"), [(s, 300, 8) for s in range(5)] + [(7, 3000, 30)])
+def test_projection_of_a_point_well_outside_is_exact(seed, n, d):
+    """Also where the NNLS grows its rows from a few (n > 8 d) and must still end exact."""
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((300, 8))
-    pattern = X @ rng.standard_normal(8) > 0
+    X = rng.standard_normal((n, d))
+    pattern = X @ rng.standard_normal(d) > 0
     A = cones.cone_rows(X, pattern)
-    g = rng.standard_normal(8)
+    g = rng.standard_normal(d)
     u = cones.project(A, g)
+    full = g + A.T @ nnls(A.T, -g, maxiter=50 * n)[0]
+    assert np.linalg.norm(u - full) <= 1e-8 * np.linalg.norm(g)
     assert cones._worst(A, u, g) <= cones.ROUNDOFF
     # the projection: u in K, g - u in the polar cone and orthogonal to u
     v, _ = cones._project_qp(A, g)
