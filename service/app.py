@@ -388,6 +388,7 @@ class Service:
             import scs
 
             from lightning_relucvx.solvers import available_linear_solvers, gpu_linear_solver
+            from lightning_relucvx.solvers.firstorder import resolve_device
 
             gpu = gpu_linear_solver()
             default = (
@@ -403,6 +404,8 @@ class Service:
                     "backend": gpu,
                 },
                 "default_linear_solver": default,
+                # where the firstorder solver runs with device=auto (torch's view)
+                "firstorder_device": resolve_device("auto"),
             }
         assert self.pool is not None and self.store is not None
         return {

@@ -101,6 +101,23 @@ def test_time_limit_stops_the_solve_and_says_so(http):
     assert msgpack.unpackb(resp.content)["status"] == "time_limit"
 
 
+def test_the_first_order_solver_over_http(client, http):
+    problem = cases.case_c()
+    opts = SolveOptions(solver="firstorder", device="cpu", eps=1e-4, patterns="sample:20")
+    remote = client.solve(problem, opts)
+    local = solve(problem, opts)
+    assert remote.solver == local.solver == "firstorder-torch-cpu"
+    assert remote.ok and remote.duality_gap <= 1e-4 * remote.convex_objective
+    slack = remote.duality_gap + local.duality_gap
+    assert abs(remote.convex_objective - local.convex_objective) <= slack
+    body = {"X": [[-1.0], [1.0]], "y": [1.0, 0.5], "beta": 0.1}
+    resp = http.post(
+        "/v1/solve", json={**body, "options": {"solver": "firstorder", "device": "gpu0"}}
+    )
+    assert resp.status_code == 422, resp.text
+    assert "device" in resp.text
+
+
 def _solves(http) -> float:
     text = http.get("/metrics").text
     return sum(float(v) for v in re.findall(r"^relucvx_solves_total\{[^}]*\} (\S+)$", text, re.M))
@@ -201,6 +218,9 @@ def test_info_reports_versions_solvers_gpu_and_limits(http):
     assert info["scs_version"] == scs.__version__
     assert "qdldl" in info["linear_solvers"]
     assert info["gpu"]["present"] is False and info["gpu"]["used"] is False
+    import torch
+
+    assert info["firstorder_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert info["limits"]["max_n"] == 3000 and info["auth"] is True
 
 
