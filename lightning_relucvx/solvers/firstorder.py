@@ -43,12 +43,18 @@ def resolve_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for, but torch sees no GPU")
     try:
-        torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device: not a torch device: {device!r} ({exc})") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device: {device!r} asked for, but torch sees no GPU")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device: {device!r} asked for, but torch sees {count} GPU(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"device: must be cpu or cuda[:N], got {device!r}")
     return device
 
 

@@ -116,6 +116,13 @@ def test_the_first_order_solver_over_http(client, http):
     )
     assert resp.status_code == 422, resp.text
     assert "device" in resp.text
+    import torch
+
+    if not torch.cuda.is_available():  # well formed, but this service has no GPU: said so
+        opts = {"solver": "firstorder", "device": "cuda"}
+        resp = http.post("/v1/solve", json={**body, "options": opts})
+        assert resp.status_code == 422, resp.text
+        assert "no GPU" in resp.text
 
 
 def _solves(http) -> float:
