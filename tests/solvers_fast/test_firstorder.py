@@ -115,3 +115,17 @@ def test_cross_check_against_scs_on_instance_s():
     tol = 1e-6 * full.objective
     assert res.dual_objective - tol <= full.objective <= res.objective + tol
     assert res.objective - full.objective <= 2e-3 * full.objective
+
+
+@pytest.mark.slow
+def test_cross_check_against_scs_on_instance_m():
+    """Benchmark instance M (n=1000, d=20, P=50), against SCS on the full conic form (at
+    1e-5: about 30 s here, 1e-6 takes about 90 s)."""
+    problem, pats = small(1000, 20, 50)
+    full = make_solver("scs").solve(problem, pats, eps=1e-5)
+    assert full.status == "optimal"
+    res = make_solver("firstorder", device="cpu", gap_tol=1e-3).solve(problem, pats)
+    assert res.status == "optimal"
+    tol = 1e-5 * full.objective
+    assert res.dual_objective - tol <= full.objective <= res.objective + tol
+    assert res.solution.max_violation(problem.Xa) <= 1e-12
