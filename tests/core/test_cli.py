@@ -123,6 +123,16 @@ def test_patterns_in_file_are_used_exactly(tmp_path):
             "needs network weights",
         ),
         ({"X": np.ones((4, 2)), "y": np.zeros(4), "beta": 0.1}, ["--eps", "2"], "eps:"),
+        (
+            {"X": np.ones((4, 2)), "y": np.zeros(4), "beta": 0.1},
+            ["--solver", "firstorder", "--device", "tpu"],
+            "device: must be auto, cpu, cuda or cuda:N",
+        ),
+        (
+            {"X": np.ones((4, 2)), "y": np.ones(4), "beta": 0.1, "loss": "hinge"},
+            ["--solver", "firstorder", "--device", "cpu"],
+            "needs a smooth loss",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, arrays, flags, message):
