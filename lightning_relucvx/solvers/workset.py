@@ -380,11 +380,17 @@ class WorkingSetSolver:
     ``use_warm_start``: start from a given ``warm_start``'s blocks (on by default: with
     ``hold_active``, seeding a snapshot's solve with the previous snapshot's optimum, or the
     ``p_S`` solve with the ``p_own`` optimum, made it about 2x faster; see
-    ``benchmarks/README.md``). A network's own point is a poor seed (its every neuron is a
-    block): ``seeds_from_network = False`` tells :func:`core.solve` not to pass it;
+    ``benchmarks/README.md``). The network's own point is a seed too (``core.solve`` passes
+    it to the ``p_own`` solve): with ``carry_blocks`` its largest neurons start the working
+    set;
     ``init_blocks``: how many blocks (by dual residual) start in the working set on a cold
     start; ``warm_blocks``: the same on a
     warm start, besides the carried nonzero blocks;
+    ``carry_blocks``: a warm start carries at most this many of its blocks, the largest
+    (None: ``init_blocks``): a first round over all 27-30 carried blocks of the warm-start
+    benchmark was a dense quadratic of 560-630 variables (1.1-1.5 s); over the 16 largest
+    it is small, those blocks settle and are held, and the dual check brings the others
+    back (five seeded solves: 7.1-7.2 s against 10-11 s carrying all);
     ``init_rows``: fraction of each carried block's rows (those closest to its cone's
     boundary) that start in it; ``max_add_blocks``: blocks added per round at most;
     ``max_add_rows``: violated rows added per block and round at most (None: all);
@@ -397,9 +403,10 @@ class WorkingSetSolver:
     Clarabel inside only).
     """
 
-    # seeding the own-pattern solve with the network's own point made it 1.24x slower (own
-    # solves of the warm-start benchmark's six snapshots: 19.9 s seeded, 16.0 s cold)
-    seeds_from_network = False
+    # seeding the own-pattern solve with the network's own point: the warm-start benchmark's
+    # six own solves took 8.95 s seeded against 15.27 s cold; carrying every neuron (before
+    # carry_blocks) they took 20.49 s, slower than cold
+    seeds_from_network = True
 
     def __init__(
         self,
@@ -417,6 +424,7 @@ class WorkingSetSolver:
         full_rows: int = 40_000,
         gap_tol: float | None = None,
         use_warm_start: bool = True,
+        carry_blocks: int | None = None,
         hold_active: bool = True,
         **settings,
     ) -> None:
@@ -435,6 +443,9 @@ class WorkingSetSolver:
         self.full_rows = full_rows
         self.gap_tol = gap_tol
         self.use_warm_start = use_warm_start
+        if carry_blocks is not None and carry_blocks < 0:
+            raise ValueError(f"carry_blocks: must be >= 0, got {carry_blocks}")
+        self.carry_blocks = carry_blocks
         self.hold_active = hold_active and inner == "clarabel"
         self.name = f"workset-scs-{self.linear_solver}" if inner == "scs" else "workset-clarabel"
 
@@ -667,6 +678,9 @@ class WorkingSetSolver:
         # starting point: the warm start's blocks, or the zero network
         if warm_start is not None:
             W = carried_blocks(Xa, patterns, warm_start)
+            carry = self.carry_blocks if self.carry_blocks is not None else self.init_blocks
+            norms = np.linalg.norm(W, axis=1)
+            W[np.argsort(-norms)[carry:]] = 0.0  # the largest few only (see carry_blocks)
             b0 = (warm_start.b or 0.0) if problem.output_bias else None
         else:
             W = np.zeros((2 * P, d))

@@ -169,6 +169,26 @@ def test_interior_point_residue_is_not_carried_into_the_next_working_set():
         assert np.all((norms == 0) | (norms > 1e-6 * norms.max()))
 
 
+def test_a_seed_carries_its_largest_blocks_only_and_reaches_the_same_optimum():
+    """``carry_blocks``: a seed with many nonzero blocks starts the working set with its
+    largest few; the dual check brings back the others that the optimum needs."""
+    problem, pats = small(150, 5, 30, seed=4)
+    ref = make_solver("cvxpy", solver="CLARABEL").solve(problem, pats, eps=1e-9).objective
+    cold = make_solver("workset", full_rows=0).solve(problem, pats, eps=1e-6)
+    W = np.vstack([cold.solution.U, cold.solution.V])
+    live = int((np.linalg.norm(W, axis=1) > 0).sum())
+    assert live > 4
+    solver = make_solver("workset", full_rows=0, carry_blocks=3, warm_blocks=0)
+    warm = solver.solve(problem, pats, eps=1e-6, warm_start=cold.solution)
+    assert warm.info["history"][0]["blocks"] <= 3
+    assert warm.status == "optimal"
+    tol = 1e-8 * abs(ref)  # the reference's own accuracy
+    assert warm.dual_objective - tol <= ref <= warm.objective + tol
+    assert warm.objective == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="carry_blocks"):
+        make_solver("workset", carry_blocks=-1)
+
+
 def test_zero_is_optimal_when_beta_is_large():
     problem, pats = small(40, 3, 8, seed=5)
     big = Problem.create(problem.X, problem.y, 1e3 * problem.beta)
