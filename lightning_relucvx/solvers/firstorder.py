@@ -122,6 +122,10 @@ class FirstOrderSolver:
         if max_iters < 1:
             raise ValueError(f"max_iters: must be >= 1, got {max_iters}")
         self.max_iters = int(max_iters)
+        if rho is not None and not rho > 0:
+            raise ValueError(f"rho: must be > 0, got {rho}")
+        if check_every < 1:
+            raise ValueError(f"check_every: must be >= 1, got {check_every}")
         self.gap_tol = gap_tol
         self.rho = rho
         self.check_every = int(check_every)
@@ -151,7 +155,7 @@ class FirstOrderSolver:
         x_norm2 = float(torch.linalg.matrix_norm(X, ord=2)) ** 2
         curv = pr.curvature()
         rho = (self.rho if self.rho is not None else 1.0) * curv
-        # Lipschitz bound of the smooth part: the fit's ||DS-weighted X||^2 <= 2P ||X||^2
+        # a first guess of the smooth part's Lipschitz constant; backtracking corrects it
         L = curv * x_norm2 + rho * x_norm2
 
         W = torch.zeros((2 * P, d), dtype=torch.float64, device=self.device)
@@ -168,7 +172,7 @@ class FirstOrderSolver:
         Lam = torch.zeros((n, 2 * P), dtype=torch.float64, device=self.device)
 
         def smooth(XW, bb):
-            """The smooth part's value and, lazily, its gradient's pieces."""
+            """The smooth part's value, the loss gradient and the penalty's multipliers."""
             fval, g = pr.loss_value_grad(pr.fit(XW, bb))
             Q = torch.relu(Lam - rho * (pr.S * XW))
             pen = (float((Q * Q).sum()) - lam_sq) / (2 * rho)
