@@ -403,11 +403,6 @@ class WorkingSetSolver:
     Clarabel inside only).
     """
 
-    # seeding the own-pattern solve with the network's own point: the warm-start benchmark's
-    # six own solves took 8.95 s seeded against 15.27 s cold; carrying every neuron (before
-    # carry_blocks) they took 20.49 s, slower than cold
-    seeds_from_network = True
-
     def __init__(
         self,
         linear_solver: str = "auto",
