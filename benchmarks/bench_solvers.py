@@ -145,15 +145,13 @@ def run_sequence(method: str, repeats: int = 1) -> dict:
     ``repeats`` times; the speedup is the median of the repeats' ratios (the machine is
     shared, so one pass can be disturbed)."""
     passes = [_sequence_pass(method) for _ in range(repeats)]
-    ratios = sorted(p["speedup"] for p in passes)
-    mid = ratios[len(ratios) // 2] if len(ratios) % 2 else float(np.median(ratios))
     return {
         "method": method,
         "snapshots": passes[0]["snapshots"],
         "cold_total_s": passes[0]["cold_total_s"],
         "warm_total_s": passes[0]["warm_total_s"],
         "passes": [{k: p[k] for k in ("cold_total_s", "warm_total_s", "speedup")} for p in passes],
-        "speedup": mid,
+        "speedup": float(np.median([p["speedup"] for p in passes])),
         "peak_mb": _peak_mb(),
     }
 

@@ -56,21 +56,20 @@ def _nnls_rows(A: np.ndarray, g: np.ndarray) -> np.ndarray:
     """
     m, d = A.shape
     start = 4 * d
-    if m <= 2 * start:
-        return nnls(A.T, -g, maxiter=50 * max(A.shape))[0]
-    norms = np.linalg.norm(A, axis=1) + 1e-300
-    rows = np.argpartition((A @ g) / norms, start)[:start]
-    for _ in range(8):
-        sub, _ = nnls(A[rows].T, -g, maxiter=50 * max(len(rows), d))
-        u = g + A[rows].T @ sub
-        margin = (A @ u) / (norms * max(float(np.linalg.norm(u)), float(np.linalg.norm(g))))
-        bad = np.nonzero(margin < -ROUNDOFF)[0]
-        if bad.size == 0:
-            mu = np.zeros(m)
-            mu[rows] = sub
-            return mu
-        worst = bad[np.argsort(margin[bad])[: 2 * d]]
-        rows = np.union1d(rows, worst)
+    if m > 2 * start:
+        norms = np.linalg.norm(A, axis=1) + 1e-300
+        rows = np.argpartition((A @ g) / norms, start)[:start]
+        for _ in range(8):
+            sub, _ = nnls(A[rows].T, -g, maxiter=50 * max(len(rows), d))
+            u = g + A[rows].T @ sub
+            scale = max(float(np.linalg.norm(u)), float(np.linalg.norm(g)))
+            margin = (A @ u) / (norms * scale)
+            bad = np.nonzero(margin < -ROUNDOFF)[0]
+            if bad.size == 0:
+                mu = np.zeros(m)
+                mu[rows] = sub
+                return mu
+            rows = np.union1d(rows, bad[np.argsort(margin[bad])[: 2 * d]])
     return nnls(A.T, -g, maxiter=50 * max(A.shape))[0]
 
 

@@ -35,6 +35,7 @@ from .. import losses
 from ..problem import Problem
 from .base import ConvexSolution, SolverResult
 from .certificate import Certificate, feasible_point, scaled_bound
+from .workset import carried_blocks
 
 
 def resolve_device(device: str) -> str:
@@ -163,8 +164,6 @@ class FirstOrderSolver:
         if problem.output_bias:
             b = float(np.mean(problem.y)) if problem.loss == "squared" else 0.0
         if warm_start is not None:
-            from .workset import carried_blocks
-
             W0 = carried_blocks(problem.Xa, patterns, warm_start)
             W = torch.as_tensor(W0, device=self.device)
             if problem.output_bias and warm_start.b is not None:
@@ -261,7 +260,7 @@ class FirstOrderSolver:
             out_of_time = time_limit is not None and now > stop_at
             last = out_of_time or iters >= self.max_iters
             if last or cert is None or now - cert_done >= 3 * cert_seconds:
-                cert = self._certificate(problem, patterns, pr, W, b, Lam)
+                cert = self._certificate(problem, patterns, pr, W, XWx, b, Lam)
                 cert_done = time.perf_counter()
                 cert_seconds = cert_done - now
                 history.append(
@@ -313,11 +312,11 @@ class FirstOrderSolver:
         )
 
     @staticmethod
-    def _certificate(problem, patterns, pr, W, b, Lam) -> Certificate:
-        """The certificate of blocks ``W`` with cone multipliers ``Lam`` (see module)."""
+    def _certificate(problem, patterns, pr, W, XW, b, Lam) -> Certificate:
+        """The certificate of blocks ``W`` (``XW = X @ W.T``) with cone multipliers ``Lam``
+        (see the module docstring)."""
         point, primal = feasible_point(problem, patterns, W.cpu().numpy(), b)
-        z = pr.fit(pr.X @ W.T, b)
-        _, g = pr.loss_value_grad(z)
+        _, g = pr.loss_value_grad(pr.fit(XW, b))
         # the dual point is -lam: project it onto the conjugate's domain (and sum zero)
         lam = -losses.project_dual(
             problem.loss, -g.cpu().numpy(), problem.y, problem.loss_scale, problem.output_bias
