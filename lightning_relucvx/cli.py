@@ -71,6 +71,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .solvers import SOLVERS
+
     parser = argparse.ArgumentParser(
         prog="relucvx",
         description="Certified global optimality for two-layer ReLU networks.",
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--solver",
         default="auto",
-        choices=["auto", "scs", "workset", "cvxpy", "firstorder"],
+        choices=["auto", *SOLVERS],
         help="auto (default): SCS on the full conic form for small programs, the working-set "
         "solver beyond; cvxpy: the reference model (Clarabel); firstorder: matrix-free "
         "augmented Lagrangian in PyTorch (GPU with --device)",

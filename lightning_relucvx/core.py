@@ -21,8 +21,11 @@ from .weights import convex_to_network, network_to_convex, prune, width
 
 # above this many nonzeros in the full conic form, ``auto`` uses the working-set solver
 AUTO_FULL_FORM_NNZ = 200_000
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-_PATTERN_RE = re.compile(r"^(auto|own|all|given|sample:(\d+))$")
+# the syntax of two options, also the service schema's (ASCII digits only, as in JSON Schema)
+DEVICE_SYNTAX = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+PATTERNS_SYNTAX = r"^(auto|own|all|given|sample:[0-9]+)$"
+_DEVICE_RE = re.compile(DEVICE_SYNTAX)
+_PATTERN_RE = re.compile(PATTERNS_SYNTAX)
 
 
 @dataclass

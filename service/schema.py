@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning_relucvx.core import DEVICE_SYNTAX, PATTERNS_SYNTAX
+from lightning_relucvx.solvers import SOLVERS
+
 _NUM = {"type": "number"}
 _VEC = {"type": "array", "items": _NUM, "minItems": 1}
 _MAT = {"type": "array", "items": _VEC, "minItems": 1}
@@ -20,12 +23,12 @@ OPTIONS_SCHEMA: dict[str, Any] = {
     "properties": {
         "patterns": {
             "type": "string",
-            "pattern": "^(auto|own|all|given|sample:[0-9]+)$",
+            "pattern": PATTERNS_SYNTAX,
             "default": "auto",
         },
         "solver": {
             "type": "string",
-            "enum": ["auto", "scs", "workset", "cvxpy", "firstorder"],
+            "enum": ["auto", *SOLVERS],
             "default": "auto",
         },
         "eps": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 1e-6},
@@ -33,7 +36,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "cvxpy_solver": {"type": "string", "default": "CLARABEL"},
         "device": {
             "type": "string",
-            "pattern": "^(auto|cpu|cuda(:[0-9]+)?)$",
+            "pattern": DEVICE_SYNTAX,
             "default": "auto",
             "description": "torch device of the firstorder solver",
         },
